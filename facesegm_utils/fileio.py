@@ -1,0 +1,94 @@
+"""Small I/O helpers every stage shares: atomic writes, image reading with clear errors, the error type.
+
+Every file the package writes goes through :func:`atomic_write_bytes` (a temporary file in the
+same folder, fsync, then ``os.replace``), so an interrupted run never leaves a half-written file
+under its final name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+
+class FacesegmError(Exception):
+    """A user-facing error: the message names the thing that is wrong and what was expected."""
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temp file + rename); parent folders are created."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write UTF-8 text atomically."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
+    """Write JSON (indented, keys in insertion order) atomically."""
+    return atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def encode_image(array: np.ndarray, ext: str, *, jpeg_quality: int = 95) -> bytes:
+    """Encode an image array with OpenCV. RGB(A) input is expected for 3/4 channels (converted to BGR)."""
+    arr = np.asarray(array)
+    if arr.ndim == 3 and arr.shape[2] == 3:
+        arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
+    elif arr.ndim == 3 and arr.shape[2] == 4:
+        arr = cv2.cvtColor(arr, cv2.COLOR_RGBA2BGRA)
+    params: list[int] = []
+    if ext.lower() in (".jpg", ".jpeg"):
+        params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]
+    ok, buf = cv2.imencode(ext, arr, params)
+    if not ok:
+        raise FacesegmError(f"could not encode an image of shape {arr.shape} as {ext}")
+    return buf.tobytes()
+
+
+def write_image_atomic(path: str | os.PathLike[str], array: np.ndarray, *, jpeg_quality: int = 95) -> Path:
+    """Write an RGB (or single-channel) image atomically; the format follows the suffix."""
+    path = Path(path)
+    return atomic_write_bytes(path, encode_image(array, path.suffix or ".png", jpeg_quality=jpeg_quality))
+
+
+def read_rgb(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read an image file as RGB uint8 (H, W, 3); raise a clear error if missing or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image not found: {path}")
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise FacesegmError(f"could not decode image {path}: expected a readable JPEG/PNG file")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def read_label_map(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read a single-channel label PNG as uint8 class ids; raise a clear error if missing or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"label map not found: {path}")
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise FacesegmError(f"could not decode label map {path}: expected a single-channel PNG")
+    if img.ndim == 3:
+        img = img[..., 0]
+    return img.astype(np.uint8, copy=False)
