@@ -1,0 +1,132 @@
+"""Notebook hygiene (static, fast) and execution of the whole course in the quick profile (slow).
+
+The course run is the same code path as ``make course``: synthetic faces in the raw CelebAMask-HQ
+layout, then every notebook in order under papermill.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from facesegm_utils import course
+
+NOTEBOOKS = course.list_notebooks()
+PROFILES = course.load_profiles()
+REQUIRED = ("PROFILE", "IMAGE_SIZE", "SEED", *course.RUNNER_PARAMETERS)
+#: the longest function a notebook may define; anything longer belongs in facesegm_utils
+MAX_NOTEBOOK_FUNCTION_LINES = 6
+
+
+def _code_cells(nb: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
+    return [c for c in nb.cells if c.cell_type == "code"]
+
+
+def _parameters_cell(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    tagged = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, f"expected exactly one cell tagged 'parameters', found {len(tagged)}"
+    assert tagged[0].cell_type == "code"
+    return tagged[0]
+
+
+def _declared(cell: nbformat.NotebookNode) -> dict[str, object]:
+    """Names assigned in the parameters cell; every value must be a literal."""
+    declared: dict[str, object] = {}
+    for node in ast.parse(cell.source).body:
+        assert isinstance(node, ast.Assign) and len(node.targets) == 1, ast.unparse(node)
+        target = node.targets[0]
+        assert isinstance(target, ast.Name), ast.unparse(node)
+        declared[target.id] = ast.literal_eval(node.value)  # raises on anything but a literal
+    return declared
+
+
+def test_there_are_six_ordered_notebooks() -> None:
+    assert [nb.name[:2] for nb in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_without_outputs(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    for i, cell in enumerate(_code_cells(nb)):
+        assert not cell.get("outputs"), f"{path.name} cell {i} has outputs"
+        assert cell.get("execution_count") is None, f"{path.name} cell {i} has an execution count"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_kernel_is_python3(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_one_literal_parameters_cell_declares_every_profile_parameter(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    declared = _declared(_parameters_cell(nb))
+    for name, profile in PROFILES.items():
+        passed = course.notebook_parameters(profile, path.stem, Path("raw"), Path("out"))
+        missing = sorted(set(passed) - set(declared))
+        assert not missing, f"profile {name!r} passes {missing} that {path.name} does not declare"
+    assert set(REQUIRED) <= set(declared)
+    assert declared["PROFILE"] == "quick", "defaults are the quick profile's values"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_versions_and_gpu_reported_first(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    sources = [c.source for c in _code_cells(nb)]
+    report = next((i for i, s in enumerate(sources) if "env.report()" in s), None)
+    assert report is not None and report <= 2, f"{path.name}: env.report() must run in the first code cells"
+    heavy = [i for i, s in enumerate(sources) if ".fit(" in s or "train(" in s]
+    assert all(i > report for i in heavy)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebooks_are_thin_and_teach(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    markdown = [c for c in nb.cells if c.cell_type == "markdown"]
+    assert len(markdown) >= 3, f"{path.name} needs prose"
+    for cell in _code_cells(nb):
+        source = "\n".join(
+            line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!"))
+        )
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                length = node.end_lineno - node.lineno + 1
+                assert length <= MAX_NOTEBOOK_FUNCTION_LINES, (
+                    f"{path.name} defines {node.name} ({length} lines): move it into facesegm_utils with a test"
+                )
+
+
+@pytest.fixture(scope="session")
+def quick_course(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    out = tmp_path_factory.mktemp("course")
+    return course.run_course("quick", None, out)
+
+
+@pytest.mark.slow
+@pytest.mark.notebook
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_in_quick_profile(quick_course: dict, path: Path) -> None:
+    out = Path(quick_course["out_dir"])
+    assert path.stem in quick_course["seconds"]
+    executed = nbformat.read(out / "notebooks" / path.name, as_version=4)
+    errors = [
+        o for c in _code_cells(executed) for o in c.get("outputs", []) if o.get("output_type") == "error"
+    ]
+    assert not errors
+    assert (out / "metrics" / f"{path.stem}.json").is_file(), f"{path.name} records no metrics"
+
+
+@pytest.mark.slow
+@pytest.mark.notebook
+def test_quick_course_trains_a_model_that_learns(quick_course: dict) -> None:
+    out = Path(quick_course["out_dir"])
+    assert (out / "run" / "model.keras").is_file()
+    assert any((out / "figures").glob("*.png"))
+    summary = json.loads((out / "course_summary.json").read_text())
+    # the synthetic task is easy: the quick profile must reach at least 0.70 test mIoU (issue target)
+    assert summary["metrics"]["04_training"]["test_miou"] >= 0.70
