@@ -23,7 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("facesegm_utils.prepare", "merge part masks, resize and split a raw dataset"),
     "train": ("facesegm_utils.training", "train a U-Net on a prepared dataset"),
     "evaluate": ("facesegm_utils.evaluation", "score a model or a folder of predictions"),
-    "show": ("facesegm_utils.viz", "draw a mask, confusion matrix or recolour view for one image"),
+    "show": ("facesegm_utils.show", "draw a mask, confusion matrix or recolour view for one image"),
     "predict": ("facesegm_utils.inference", "write label maps for an image or a folder"),
     "recolor": ("facesegm_utils.video", "recolour lips, hair, ... in images, folders or videos"),
     "course": ("facesegm_utils.course", "run every course notebook with papermill"),

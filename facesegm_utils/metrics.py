@@ -178,6 +178,22 @@ class ConfusionMatrix:
         }
 
 
+def top_confusions(
+    matrix: Any, k: int = 5, class_names: Sequence[str] = CLASSES
+) -> list[tuple[str, str, float]]:
+    """The ``k`` largest off-diagonal entries of the row-normalised matrix, as
+    ``(true class, predicted class, fraction of the true class's pixels)``, largest first."""
+    m = np.asarray(matrix, dtype=np.float64)
+    if m.ndim != 2 or m.shape != (len(class_names), len(class_names)):
+        raise ValueError(f"confusion matrix shape {m.shape} does not match {len(class_names)} class names")
+    rows = m.sum(axis=1, keepdims=True)
+    norm = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0)
+    np.fill_diagonal(norm, 0.0)
+    order = np.argsort(norm, axis=None, kind="stable")[::-1][: int(k)]
+    pairs = [np.unravel_index(i, norm.shape) for i in order]
+    return [(str(class_names[t]), str(class_names[p]), float(norm[t, p])) for t, p in pairs if norm[t, p] > 0]
+
+
 def image_scores(y_true: Any, y_pred: Any, num_classes: int = NUM_CLASSES) -> dict[str, float]:
     """Pixel accuracy and mIoU of a single image (classes absent from that image left out)."""
     cm = ConfusionMatrix(num_classes).update(y_true, y_pred)
@@ -196,12 +212,39 @@ def per_batch_mean_iou(
     it counts as ``absent_value`` (0.0 drags the figure down, 1.0 inflates it). This is NOT the
     dataset-level mIoU: small classes weigh differently in every batch, so the two can differ a lot.
     """
-    values: list[float] = []
-    for y_true, y_pred in batches:
-        iou = ConfusionMatrix(num_classes).update(y_true, y_pred).iou()
-        if absent_value is not None:
-            iou = np.where(np.isnan(iou), float(absent_value), iou)
-        values.append(_nanmean(iou))
-    if not values:
+    mats = [ConfusionMatrix(num_classes).update(t, p).matrix for t, p in batches]
+    if not mats:
         raise ValueError("per_batch_mean_iou needs at least one (y_true, y_pred) batch")
+    return per_batch_mean_iou_from_matrices(np.stack(mats), 1, absent_value)
+
+
+def matrix_mean_iou(matrix: Any, absent_value: float | None = None) -> float:
+    """mIoU of one confusion matrix; absent classes left out, or counted as ``absent_value``."""
+    m = np.asarray(matrix, dtype=np.int64)
+    cm = ConfusionMatrix(m.shape[0])
+    cm.matrix = m
+    iou = cm.iou()
+    if absent_value is not None:
+        iou = np.where(np.isnan(iou), float(absent_value), iou)
+    return _nanmean(iou)
+
+
+def per_batch_mean_iou_from_matrices(
+    matrices: Any, batch_size: int = 1, absent_value: float | None = None
+) -> float:
+    """:func:`per_batch_mean_iou` from per-image (or per-batch) confusion matrices ``(N, C, C)``.
+
+    Consecutive groups of ``batch_size`` matrices are summed into one batch each (the last one may
+    be smaller), each batch's mIoU is taken, and those are averaged. ``batch_size=1`` is the mean
+    per-image mIoU; ``batch_size >= N`` is the dataset-level mIoU.
+    """
+    m = np.asarray(matrices, dtype=np.int64)
+    if m.ndim != 3 or m.shape[1] != m.shape[2] or m.shape[0] == 0:
+        raise ValueError(
+            f"expected a non-empty stack of square confusion matrices (N, C, C), got shape {m.shape}"
+        )
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+    b = int(batch_size)
+    values = [matrix_mean_iou(m[i : i + b].sum(axis=0), absent_value) for i in range(0, len(m), b)]
     return _nanmean(np.array(values))

@@ -1,0 +1,457 @@
+"""Recolouring images, folders and videos: video I/O, temporal smoothing, flicker, ``facesegm recolor``.
+
+A per-frame predictor gives masks whose edges wobble from frame to frame even when the face does
+not move; recoloured, that wobble is a visible flicker. :func:`ema_smooth` averages the part's
+probability over time with an exponential moving average (``--smooth`` alpha, 0 = off). Averaging
+is linear, so smoothing the part's probability is the same as smoothing the 19 class
+probabilities and summing the part's. :func:`flicker` measures the effect: the mean frame-to-frame
+absolute change of the mask.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import os
+import tempfile
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from facesegm_utils.fileio import FacesegmError, read_label_map, read_rgb, write_image_atomic
+from facesegm_utils.inference import IMAGE_SUFFIXES, FaceParser, list_images
+from facesegm_utils.labels import NUM_CLASSES
+from facesegm_utils.recolor import (
+    METHODS,
+    RECOLOR_PARTS,
+    default_feather,
+    parse_color,
+    part_classes,
+    part_probability,
+    recolor,
+    valid_parts,
+    weight_from_probability,
+)
+
+#: Containers this module writes, with the FourCC codecs tried in order. This opencv-python-headless
+#: build (FFmpeg backend) writes ``mp4v`` in .mp4 and ``MJPG`` in .avi; H.264 (``avc1``) is absent.
+VIDEO_CODECS: dict[str, tuple[str, ...]] = {".mp4": ("mp4v", "avc1"), ".avi": ("MJPG", "XVID")}
+VIDEO_SUFFIXES: tuple[str, ...] = tuple(VIDEO_CODECS)
+
+
+# ----------------------------------------------------------------------------------------- video I/O
+class VideoReader:
+    """Frames of a video file as RGB uint8, one at a time; ``fps``, ``size`` (W, H) and ``frame_count``."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"video not found: {self.path}")
+        cap = cv2.VideoCapture(str(self.path))
+        ok = cap.isOpened()
+        first = cap.read()[1] if ok else None
+        cap.release()
+        if first is None:
+            raise FacesegmError(f"could not decode video {self.path}: expected a readable .mp4/.avi file")
+        cap = cv2.VideoCapture(str(self.path))
+        fps = float(cap.get(cv2.CAP_PROP_FPS))
+        self.frame_count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        cap.release()
+        if not math.isfinite(fps) or fps <= 0:
+            raise FacesegmError(f"video {self.path} reports no frame rate ({fps}); expected fps > 0")
+        self.fps = fps
+        self.size = (int(first.shape[1]), int(first.shape[0]))
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        cap = cv2.VideoCapture(str(self.path))
+        try:
+            while True:
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        finally:
+            cap.release()
+
+
+def read_video(path: str | os.PathLike[str]) -> tuple[list[np.ndarray], float]:
+    """All frames of a video (RGB uint8) and its frame rate."""
+    reader = VideoReader(path)
+    return list(reader), reader.fps
+
+
+class VideoWriter:
+    """Write RGB uint8 frames to ``path`` (.mp4 or .avi) through a temporary file renamed on close.
+
+    The size is taken from the first frame; every frame must match it. Used as a context manager,
+    an exception discards the temporary file and leaves ``path`` as it was.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], fps: float):
+        self.path = Path(path)
+        suffix = self.path.suffix.lower()
+        if suffix not in VIDEO_CODECS:
+            raise FacesegmError(
+                f"cannot write video {self.path}: expected a {' or '.join(VIDEO_SUFFIXES)} file"
+            )
+        if not math.isfinite(fps) or fps <= 0:
+            raise ValueError(f"fps must be a positive number, got {fps!r}")
+        self.fps = float(fps)
+        self.codecs = VIDEO_CODECS[suffix]
+        self.codec: str | None = None
+        self.size: tuple[int, int] | None = None
+        self.count = 0
+        self._writer: Any = None
+        self._tmp: Path | None = None
+
+    def _open(self, size: tuple[int, int]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{self.path.stem}.", suffix=self.path.suffix, dir=self.path.parent
+        )
+        os.close(fd)
+        self._tmp = Path(tmp)
+        for codec in self.codecs:
+            writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*codec), self.fps, size)
+            if writer.isOpened():
+                if codec != self.codecs[0]:
+                    warnings.warn(
+                        f"codec {self.codecs[0]} is not available in this OpenCV build; wrote {self.path} "
+                        f"with {codec}",
+                        stacklevel=3,
+                    )
+                self._writer, self.codec, self.size = writer, codec, size
+                return
+            writer.release()
+        self._tmp.unlink(missing_ok=True)
+        raise FacesegmError(
+            f"this OpenCV build cannot write {self.path.suffix} video (tried {', '.join(self.codecs)}); "
+            "write an .avi (MJPG) instead"
+        )
+
+    def write(self, frame: np.ndarray) -> None:
+        """Append one RGB uint8 frame (H, W, 3)."""
+        arr = np.asarray(frame)
+        if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
+            raise ValueError(
+                f"video frames must be RGB uint8 (H, W, 3), got shape {arr.shape} dtype {arr.dtype}"
+            )
+        size = (arr.shape[1], arr.shape[0])
+        if self._writer is None:
+            self._open(size)
+        elif size != self.size:
+            raise ValueError(
+                f"frame {self.count} is {size[0]}x{size[1]}, expected {self.size[0]}x{self.size[1]}"
+            )
+        self._writer.write(cv2.cvtColor(arr, cv2.COLOR_RGB2BGR))
+        self.count += 1
+
+    def close(self) -> Path:
+        """Finish the file and move it to ``path``."""
+        if self._writer is None:
+            raise FacesegmError(f"no frames were written to {self.path}")
+        self._writer.release()
+        self._writer = None
+        assert self._tmp is not None
+        os.replace(self._tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Drop the temporary file."""
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+        if self._tmp is not None:
+            self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def write_video(path: str | os.PathLike[str], frames: Iterable[np.ndarray], fps: float) -> Path:
+    """Write RGB uint8 frames as a video (.mp4 with mp4v, .avi with MJPG) atomically; return the path."""
+    with VideoWriter(path, fps) as writer:
+        for frame in frames:
+            writer.write(frame)
+    return Path(path)
+
+
+# ------------------------------------------------------------------------------- smoothing & flicker
+def ema_smooth(prev: np.ndarray | None, cur: np.ndarray, alpha: float) -> np.ndarray:
+    """One step of an exponential moving average: ``alpha * prev + (1 - alpha) * cur``.
+
+    ``alpha`` in [0, 1) is the weight of the past (0 = no smoothing); ``prev=None`` starts the average.
+    """
+    if not 0.0 <= alpha < 1.0:
+        raise ValueError(f"smoothing alpha must be in [0, 1), got {alpha!r}")
+    cur = np.asarray(cur, dtype=np.float32)
+    if prev is None or alpha == 0.0:
+        return cur
+    prev = np.asarray(prev, dtype=np.float32)
+    if prev.shape != cur.shape:
+        raise ValueError(
+            f"cannot smooth a map of shape {cur.shape} with the previous one of shape {prev.shape}"
+        )
+    return alpha * prev + (1.0 - alpha) * cur
+
+
+def flicker(masks: Sequence[np.ndarray] | np.ndarray) -> float:
+    """Mean frame-to-frame absolute change of a mask sequence (bool or weights in [0, 1]).
+
+    0 for a still mask; 1 would mean every pixel switches every frame. Needs at least 2 frames.
+    """
+    seq = [np.asarray(m, dtype=np.float32) for m in masks]
+    if len(seq) < 2:
+        raise ValueError(f"flicker needs at least 2 masks, got {len(seq)}")
+    if any(m.shape != seq[0].shape for m in seq):
+        raise ValueError(f"all masks must have the same shape, got {sorted({m.shape for m in seq})}")
+    return float(np.mean([np.abs(b - a).mean() for a, b in zip(seq[:-1], seq[1:], strict=True)]))
+
+
+# ------------------------------------------------------------------------------------ jitter clips
+@dataclass
+class JitterClip:
+    """A synthetic clip: ``frames`` (RGB uint8), ``labels`` (what a jittery per-frame predictor would
+    give: the true map plus edge noise) and ``clean`` (the true, moved label maps)."""
+
+    frames: list[np.ndarray]
+    labels: list[np.ndarray]
+    clean: list[np.ndarray]
+
+
+def _edge_noise(lbl: np.ndarray, rng: np.random.Generator, radius: int, amount: float) -> np.ndarray:
+    """Replace blobs along the class edges with the label ``radius`` px away, as a jittery predictor does."""
+    k = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
+    band = cv2.dilate(lbl, k) != cv2.erode(lbl, k)
+    if amount <= 0 or not band.any():
+        return lbl.copy()
+    field = cv2.GaussianBlur(
+        rng.standard_normal(lbl.shape).astype(np.float32), (0, 0), max(1.0, radius / 1.5)
+    )
+    sel = band & (field > np.quantile(field[band], 1.0 - amount))
+    out = lbl.copy()
+    half = rng.random(lbl.shape) < 0.5
+    for part_sel in (sel & half, sel & ~half):
+        dy, dx = rng.integers(-radius, radius + 1, size=2)
+        out[part_sel] = np.roll(lbl, (int(dy), int(dx)), axis=(0, 1))[part_sel]
+    return out
+
+
+def make_jitter_clip(
+    image: np.ndarray,
+    labels: np.ndarray,
+    n_frames: int = 24,
+    seed: int = 0,
+    max_shift: float = 0.01,
+    max_angle: float = 1.5,
+    edge_noise: float = 0.35,
+) -> JitterClip:
+    """A short synthetic clip of a still photo held by a slightly shaky hand, with per-frame mask noise.
+
+    Each frame is the photo shifted (a random walk bounded by ``max_shift`` of the side) and rotated
+    (bounded by ``max_angle`` degrees); its label map moves with it (``clean``). ``labels`` adds edge
+    noise: a fraction ``edge_noise`` of a band ~1 % of the side wide along every class edge takes the
+    label from a few pixels away, redrawn each frame, as an unstable per-frame predictor would.
+    """
+    img = np.asarray(image)
+    lbl = np.asarray(labels)
+    if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+        raise ValueError(f"image must be RGB uint8 (H, W, 3), got shape {img.shape} dtype {img.dtype}")
+    if lbl.shape != img.shape[:2] or not np.issubdtype(lbl.dtype, np.integer):
+        raise ValueError(
+            f"labels must be an integer map of the image's shape {img.shape[:2]}, got {lbl.shape} {lbl.dtype}"
+        )
+    if n_frames < 2:
+        raise ValueError(f"n_frames must be at least 2, got {n_frames}")
+    lbl = lbl.astype(np.uint8)
+    rng = np.random.default_rng(seed)
+    h, w = lbl.shape
+    shift_px = max_shift * max(h, w)
+    radius = max(1, round(0.01 * max(h, w)))
+    pos = np.zeros(3)  # dx, dy, angle
+    step = np.array([shift_px / 4, shift_px / 4, max_angle / 4])
+    bound = np.array([shift_px, shift_px, max_angle])
+    frames, noisy, clean = [], [], []
+    for _ in range(n_frames):
+        pos = np.clip(pos + rng.normal(0.0, 1.0, 3) * step, -bound, bound)
+        m = cv2.getRotationMatrix2D((w / 2, h / 2), float(pos[2]), 1.0)
+        m[:, 2] += pos[:2]
+        frames.append(cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT))
+        moved = cv2.warpAffine(lbl, m, (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REFLECT)
+        clean.append(moved)
+        noisy.append(_edge_noise(moved, rng, radius, edge_noise))
+    return JitterClip(frames, noisy, clean)
+
+
+# ------------------------------------------------------------------------------------ recolouring
+def recolor_sequence(
+    frames: Iterable[np.ndarray],
+    maps: Iterable[np.ndarray],
+    part: str,
+    color: Any,
+    strength: float = 0.8,
+    method: str = "lab",
+    smooth: float = 0.0,
+    feather: float | None = None,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Recolour a frame sequence; yield ``(frame, weight)`` pairs.
+
+    ``maps`` gives, per frame, a label map (H, W) or probabilities (H, W, 19). The part's
+    probability is averaged over time with :func:`ema_smooth` (``smooth`` alpha, 0 = off) before it
+    is feathered into a weight, so a jittery mask does not make the colour flicker.
+    """
+    rgb = parse_color(color)
+    part_classes(part)
+    state: np.ndarray | None = None
+    for frame, m in zip(frames, maps, strict=False):  # maps may be an endless repeat of one map
+        prob, from_labels = part_probability(m, part)
+        if prob.shape != np.asarray(frame).shape[:2]:
+            raise ValueError(
+                f"mask of shape {prob.shape} does not match the frame {np.asarray(frame).shape[:2]}"
+            )
+        state = ema_smooth(state, prob, smooth)
+        sigma = (default_feather(prob.shape) if from_labels else 0.0) if feather is None else feather
+        weight = weight_from_probability(
+            state, part, feather=sigma, from_labels=from_labels, labels=m, image=np.asarray(frame)
+        )
+        yield recolor(frame, weight, rgb, strength, method, saturation=(part == "lips")), weight
+
+
+def _label_source(labels: Path, images: list[Path]) -> list[Path]:
+    """One label map per image: a single file for all, or ``{stem}.png`` from a folder."""
+    if labels.is_dir():
+        paths = [labels / f"{p.stem}.png" for p in images]
+        missing = [p for p in paths if not p.is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"label map not found: {missing[0]} (expected {{stem}}.png for every image)"
+            )
+        return paths
+    if not labels.is_file():
+        raise FileNotFoundError(f"label map not found: {labels}")
+    return [labels] * len(images)
+
+
+def _check_labels(lbl: np.ndarray, shape: tuple[int, int], path: Path) -> np.ndarray:
+    if lbl.shape != shape:
+        raise FacesegmError(
+            f"label map {path} is {lbl.shape[1]}x{lbl.shape[0]}, expected the input's size {shape[1]}x{shape[0]}"
+        )
+    if lbl.max() >= NUM_CLASSES:
+        raise FacesegmError(f"label map {path} holds class id {lbl.max()}; expected ids 0..{NUM_CLASSES - 1}")
+    return lbl
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``facesegm recolor``."""
+    parser.add_argument("--input", required=True, help="an image, a folder of images, or a video (.mp4/.avi)")
+    parser.add_argument("--out", required=True, help="output image, folder or video (.mp4/.avi)")
+    parser.add_argument(
+        "--part", required=True, help=f"part to recolour: {', '.join(RECOLOR_PARTS)}, or any class/group name"
+    )
+    parser.add_argument("--color", required=True, help="target colour: '#RRGGBB', '#RGB' or a CSS name")
+    parser.add_argument("--strength", type=float, default=0.8, help="0..1 (default 0.8)")
+    parser.add_argument("--method", choices=METHODS, default="lab", help="lab (default) or the earlier hsv")
+    parser.add_argument(
+        "--smooth", type=float, default=0.6, help="video: EMA weight of the past mask, 0 = off (default 0.6)"
+    )
+    parser.add_argument("--feather", type=float, default=None, help="edge blur sigma in px (default: auto)")
+    src = parser.add_mutually_exclusive_group()
+    src.add_argument("--model", default=None, help="trained model (.keras) that predicts the parts")
+    src.add_argument(
+        "--labels", default=None, help="a label map PNG (or a folder of {stem}.png) to use instead"
+    )
+    parser.add_argument("--batch-size", type=int, default=8, help="frames/images per model call (default 8)")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Run ``facesegm recolor``."""
+    from tqdm.auto import tqdm
+
+    if (args.model is None) == (args.labels is None):
+        raise FacesegmError("give exactly one of --model M.keras or --labels LABELS.png")
+    parse_color(args.color)
+    if args.part not in valid_parts():
+        part_classes(args.part)
+    if not 0.0 <= args.strength <= 1.0:
+        raise ValueError(f"--strength must be in [0, 1], got {args.strength}")
+    if not 0.0 <= args.smooth < 1.0:
+        raise ValueError(f"--smooth must be in [0, 1), got {args.smooth}")
+    src, out = Path(args.input), Path(args.out)
+    if not src.exists():
+        raise FileNotFoundError(f"input not found: {src} (expected an image, a folder of images or a video)")
+    is_video = src.is_file() and src.suffix.lower() in VIDEO_SUFFIXES
+    if src.is_file() and not is_video and src.suffix.lower() not in IMAGE_SUFFIXES:
+        raise FacesegmError(
+            f"input {src} is neither an image ({', '.join(IMAGE_SUFFIXES)}) nor a video ({', '.join(VIDEO_SUFFIXES)})"
+        )
+    if is_video and out.suffix.lower() not in VIDEO_SUFFIXES:
+        raise FacesegmError(
+            f"--out {out} must be a video file ({', '.join(VIDEO_SUFFIXES)}) for a video input"
+        )
+    if args.labels is not None and is_video and not Path(args.labels).is_file():
+        raise FileNotFoundError(f"label map not found: {args.labels} (a video takes one label map PNG)")
+    parser = FaceParser(args.model, batch_size=args.batch_size) if args.model is not None else None
+    options = dict(
+        part=args.part, color=args.color, strength=args.strength, method=args.method, feather=args.feather
+    )
+
+    if is_video:
+        reader = VideoReader(src)
+        shape = (reader.size[1], reader.size[0])
+        frames_in, frames_for_model = itertools.tee(iter(reader))
+        if parser is not None:
+            maps: Iterable[np.ndarray] = parser.iter_batches(frames_for_model, proba=True)
+        else:
+            lbl = _check_labels(read_label_map(args.labels), shape, Path(args.labels))
+            maps = itertools.repeat(lbl)  # the same map for every frame
+        with VideoWriter(out, reader.fps) as writer:
+            frames = recolor_sequence(frames_in, maps, smooth=args.smooth, **options)
+            for frame, _ in tqdm(frames, total=reader.frame_count or None, desc="recolor", unit="frame"):
+                writer.write(frame)
+        print(
+            f"wrote {writer.count} frames ({reader.size[0]}x{reader.size[1]}, {reader.fps:g} fps, {writer.codec}) to {out}"
+        )
+        return 0
+
+    images = list_images(src) if src.is_dir() else [src]
+    if not images:
+        raise FacesegmError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {src}")
+    if src.is_dir():
+        targets = [out / p.name for p in images]
+    elif out.suffix.lower() in IMAGE_SUFFIXES:
+        targets = [out]
+    else:
+        targets = [out / src.name]
+    label_paths = _label_source(Path(args.labels), images) if args.labels is not None else None
+    step = args.batch_size if parser is not None else 1
+    with tqdm(total=len(images), desc="recolor", unit="image") as bar:
+        for start in range(0, len(images), step):
+            chunk = range(start, min(start + step, len(images)))
+            pixels = [read_rgb(images[i]) for i in chunk]
+            if parser is not None:
+                maps_list = parser.predict_batch(pixels, proba=True)
+            else:
+                assert label_paths is not None
+                maps_list = [
+                    _check_labels(read_label_map(label_paths[i]), img.shape[:2], label_paths[i])
+                    for i, img in zip(chunk, pixels, strict=True)
+                ]
+            for i, img, m in zip(chunk, pixels, maps_list, strict=True):
+                result, _ = next(recolor_sequence([img], [m], **options))
+                write_image_atomic(targets[i], result)
+                bar.update(1)
+    print(f"wrote {len(images)} recoloured image(s) to {out}")
+    return 0

@@ -1,0 +1,21 @@
+"""Shared test fixtures: a small synthetic dataset in the raw CelebAMask-HQ layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from facesegm_utils import synthetic
+
+#: what ``synthetic_raw`` holds: faces 0..SYNTH_COUNT-1 at SYNTH_SIZE x SYNTH_SIZE, seed SYNTH_SEED
+SYNTH_COUNT = 12
+SYNTH_SIZE = 64
+SYNTH_SEED = 0
+
+
+@pytest.fixture(scope="session")
+def synthetic_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A raw CelebAMask-HQ-layout folder with 12 synthetic faces at 64x64 (seed 0); treat it as read-only."""
+    out = tmp_path_factory.mktemp("synthetic_raw")
+    return synthetic.write_dataset(out, count=SYNTH_COUNT, size=SYNTH_SIZE, seed=SYNTH_SEED)

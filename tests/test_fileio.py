@@ -1,0 +1,54 @@
+"""Atomic writes and image reading with clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facesegm_utils import fileio
+
+
+@pytest.mark.parametrize("fsync", [True, False])
+def test_atomic_write_creates_parents_and_leaves_no_temp_files(tmp_path: Path, fsync: bool) -> None:
+    target = tmp_path / "a" / "b" / "x.bin"
+    fileio.atomic_write_bytes(target, b"one", fsync=fsync)
+    fileio.atomic_write_bytes(target, b"two", fsync=fsync)
+    assert target.read_bytes() == b"two"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["x.bin"]
+
+
+def test_failed_write_keeps_the_previous_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "report.json"
+    fileio.atomic_write_json(target, {"ok": 1})
+
+    def boom(src: str, dst: str) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(fileio.os, "replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        fileio.atomic_write_json(target, {"ok": 2})
+    assert target.read_text() == '{\n  "ok": 1\n}\n'
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
+
+def test_image_round_trip_keeps_rgb_order_and_labels(tmp_path: Path) -> None:
+    rgb = np.zeros((4, 5, 3), np.uint8)
+    rgb[..., 0] = 200  # pure red
+    fileio.write_image_atomic(tmp_path / "red.png", rgb)
+    assert np.array_equal(fileio.read_rgb(tmp_path / "red.png"), rgb)
+    labels = np.arange(20, dtype=np.uint8).reshape(4, 5) % 19
+    fileio.write_image_atomic(tmp_path / "labels.png", labels)
+    assert np.array_equal(fileio.read_label_map(tmp_path / "labels.png"), labels)
+
+
+def test_missing_and_corrupt_images_are_named(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="nope.jpg"):
+        fileio.read_rgb(tmp_path / "nope.jpg")
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG not really")
+    with pytest.raises(fileio.FacesegmError, match="bad.png"):
+        fileio.read_rgb(bad)
+    with pytest.raises(fileio.FacesegmError, match="bad.png"):
+        fileio.read_label_map(bad)

@@ -1,0 +1,217 @@
+"""Tests for facesegm_utils.synthetic: raw layout, determinism, overlaps, mapping file, CLI."""
+
+from __future__ import annotations
+
+import re
+
+import cv2
+import numpy as np
+import pytest
+from conftest import SYNTH_COUNT, SYNTH_SEED, SYNTH_SIZE
+
+from facesegm_utils import cli, synthetic
+from facesegm_utils.labels import PART_ORDER, class_id
+
+MASK_RE = re.compile(r"^(\d{5})_([a-z_]+)\.png$")
+
+
+def merge(masks: dict[str, np.ndarray], size: int) -> np.ndarray:
+    """The official merge, written out here independently: label = position + 1, later overrides."""
+    label = np.zeros((size, size), np.uint8)
+    for pos, name in enumerate(PART_ORDER):
+        if name in masks:
+            label[masks[name] > 0] = pos + 1
+    return label
+
+
+def read_masks(root, k: int) -> dict[str, np.ndarray]:
+    folder = root / synthetic.MASK_DIR / str(k // 2000)
+    out = {}
+    for path in folder.glob(f"{k:05d}_*.png"):
+        out[MASK_RE.match(path.name).group(2)] = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    return out
+
+
+def test_layout_names_sizes_and_values(synthetic_raw):
+    images = sorted(p.name for p in (synthetic_raw / synthetic.IMAGE_DIR).iterdir())
+    assert images == sorted(f"{k}.jpg" for k in range(SYNTH_COUNT))
+    img = cv2.imread(str(synthetic_raw / synthetic.IMAGE_DIR / "3.jpg"), cv2.IMREAD_UNCHANGED)
+    assert img.shape == (SYNTH_SIZE, SYNTH_SIZE, 3)
+    assert [p.name for p in (synthetic_raw / synthetic.MASK_DIR).iterdir()] == ["0"]
+    names = [p.name for p in (synthetic_raw / synthetic.MASK_DIR / "0").iterdir()]
+    assert not [n for n in names if n.endswith(".tmp") or n.startswith(".")]  # no leftovers
+    for name in names:
+        match = MASK_RE.match(name)
+        assert match, name
+        assert int(match.group(1)) < SYNTH_COUNT and match.group(2) in PART_ORDER
+    for mask in read_masks(synthetic_raw, 5).values():
+        assert mask.shape == (SYNTH_SIZE, SYNTH_SIZE) and mask.dtype == np.uint8
+        assert set(np.unique(mask).tolist()) <= {0, 255}
+        assert mask.max() == 255  # only parts that are present get a file
+
+
+def test_mask_folder_is_id_div_2000(tmp_path):
+    synthetic.write_dataset(tmp_path, count=2, size=32, seed=1, start=3999)
+    assert (tmp_path / synthetic.MASK_DIR / "1" / "03999_skin.png").is_file()
+    assert (tmp_path / synthetic.MASK_DIR / "2" / "04000_skin.png").is_file()
+    assert sorted(p.name for p in (tmp_path / synthetic.IMAGE_DIR).iterdir()) == ["3999.jpg", "4000.jpg"]
+
+
+def test_generate_face_api_and_determinism():
+    img, masks = synthetic.generate_face(7, 3, 48)
+    assert img.shape == (48, 48, 3) and img.dtype == np.uint8
+    assert set(masks) <= set(PART_ORDER) and {"skin", "hair", "nose"} <= set(masks)
+    assert all(m.dtype == bool and m.shape == (48, 48) and m.any() for m in masks.values())
+    img2, masks2 = synthetic.generate_face(7, 3, 48)
+    np.testing.assert_array_equal(img, img2)
+    assert all(np.array_equal(masks[k], masks2[k]) for k in masks) and masks.keys() == masks2.keys()
+    img3, _ = synthetic.generate_face(8, 3, 48)
+    img4, _ = synthetic.generate_face(7, 4, 48)
+    assert not np.array_equal(img, img3) and not np.array_equal(img, img4)
+
+
+def _tree_bytes(root) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_same_seed_same_bytes_and_start_offset_equals_full_run(tmp_path):
+    full, again, split, other = (tmp_path / n for n in ("full", "again", "split", "other"))
+    synthetic.write_dataset(full, count=6, size=40, seed=3)
+    synthetic.write_dataset(again, count=6, size=40, seed=3)
+    synthetic.write_dataset(split, count=3, size=40, seed=3)
+    synthetic.write_dataset(split, count=3, size=40, seed=3, start=3)
+    synthetic.write_dataset(other, count=6, size=40, seed=4)
+    ref = _tree_bytes(full)
+    assert _tree_bytes(again) == ref
+    assert _tree_bytes(split) == ref  # images, masks and the mapping file
+    different = _tree_bytes(other)
+    assert different[f"{synthetic.IMAGE_DIR}/0.jpg"] != ref[f"{synthetic.IMAGE_DIR}/0.jpg"]
+
+
+def test_workers_give_the_same_files(tmp_path):
+    synthetic.write_dataset(tmp_path / "one", count=4, size=32, seed=2, workers=1)
+    synthetic.write_dataset(tmp_path / "two", count=4, size=32, seed=2, workers=2)
+    assert _tree_bytes(tmp_path / "one") == _tree_bytes(tmp_path / "two")
+
+
+def test_parts_overlap_like_real_annotations():
+    hair_over_skin = 0
+    for k in range(12):
+        _, m = synthetic.generate_face(0, k, 128)
+        skin = m["skin"]
+        for part in ("nose", "l_eye", "r_eye", "l_brow", "r_brow", "u_lip", "l_lip"):
+            inside = (m[part] & skin).sum() / m[part].sum()
+            assert inside > 0.9, (k, part, inside)  # the skin mask lies under the facial features
+        hair_over_skin += (m["hair"] & skin).sum() > 0
+        if "eye_g" in m:
+            assert (m["eye_g"] & (m["l_eye"] | m["r_eye"])).any() and (m["eye_g"] & skin).any()
+        if "hat" in m:
+            assert (m["hat"] & m["hair"]).any()
+    assert hair_over_skin >= 10  # hairline or fringe over the forehead in (almost) every face
+
+
+def test_accessories_survive_the_merge():
+    """Earrings and necklaces come before neck and cloth in the official order, so those masks
+    must leave room for them; the necklace's edges still overlap neck or cloth, as in real masks."""
+    seen = set()
+    for k in range(80):
+        _, m = synthetic.generate_face(0, k, 96)
+        label = merge(m, 96)
+        for part in ("ear_r", "neck_l", "eye_g", "hat"):
+            if part in m:
+                assert (label == class_id(part)).sum() > 0.25 * m[part].sum(), (k, part)
+                seen.add(part)
+        if "neck_l" in m:
+            assert (m["neck_l"] & (m["neck"] | m["cloth"])).any()
+    assert seen == {"ear_r", "neck_l", "eye_g", "hat"}
+
+
+def test_left_parts_are_on_the_image_right_in_about_93_percent():
+    on_right = 0
+    n = 240
+    for k in range(n):
+        _, m = synthetic.generate_face(5, k, 32)
+        xs_l = np.nonzero(m["l_eye"])[1].mean()
+        xs_r = np.nonzero(m["r_eye"])[1].mean()
+        on_right += xs_l > xs_r
+    assert 0.86 <= on_right / n <= 0.98
+
+
+def parse_mapping(path):
+    lines = path.read_text().splitlines()
+    rows = [line.split() for line in lines[1:]]
+    return lines[0], [(int(a), int(b), c) for a, b, c in rows]
+
+
+def test_mapping_file_format_and_split(tmp_path):
+    ids = range(200)
+    synthetic.write_mapping(tmp_path, ids, seed=0)
+    header, rows = parse_mapping(tmp_path / synthetic.MAPPING_FILE)
+    assert header.split() == ["idx", "orig_idx", "orig_file"]
+    assert header == "idx         orig_idx    orig_file"
+    assert [r[0] for r in rows] == list(ids)
+    assert all(r[2] == f"{r[1] + 1:06d}.jpg" for r in rows)
+    origs = [r[1] for r in rows]
+    assert len(set(origs)) == len(origs) and all(0 <= o < 202599 for o in origs)
+    train = sum(o < 162771 for o in origs) / len(origs)
+    val = sum(162771 <= o < 182638 for o in origs) / len(origs)
+    test = sum(o >= 182638 for o in origs) / len(origs)
+    assert abs(train - 0.8) < 0.05 and abs(val - 0.1) < 0.04 and abs(test - 0.1) < 0.04
+    # the real file's column layout: idx and orig_idx padded to 12 characters
+    assert (tmp_path / synthetic.MAPPING_FILE).read_text().splitlines()[1] == (
+        f"{0:<12d}{origs[0]:<12d}{origs[0] + 1:06d}.jpg"
+    )
+    synthetic.write_mapping(tmp_path, [500], seed=0)  # extends, keeps earlier rows
+    assert [r[0] for r in parse_mapping(tmp_path / synthetic.MAPPING_FILE)[1]] == [*ids, 500]
+    synthetic.write_mapping(tmp_path / "other", ids, seed=1)
+    assert [r[1] for r in parse_mapping(tmp_path / "other" / synthetic.MAPPING_FILE)[1]] != origs
+
+
+def test_fixture_mapping_matches(synthetic_raw):
+    _, rows = parse_mapping(synthetic_raw / synthetic.MAPPING_FILE)
+    assert [r[0] for r in rows] == list(range(SYNTH_COUNT))
+    assert [r[1] for r in rows] == [synthetic.orig_index(SYNTH_SEED, k) for k in range(SYNTH_COUNT)]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"count": 0}, "count"), ({"count": 2, "size": 31}, "size"), ({"count": 2, "start": -1}, "start")],
+)
+def test_bad_input_raises_valueerror(tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        synthetic.write_dataset(tmp_path, **kwargs)
+    with pytest.raises(ValueError, match="size"):
+        synthetic.generate_face(0, 0, 16)
+    with pytest.raises(ValueError, match="seed"):
+        synthetic.generate_face(-1, 0, 64)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--count", "0"], "count must be at least 1"), (["--count", "3", "--size", "8"], "size")],
+)
+def test_cli_bad_input(tmp_path, capsys, args, message):
+    assert cli.main(["synth", "--out", str(tmp_path / "x"), *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "x" / synthetic.IMAGE_DIR).exists()
+
+
+@pytest.mark.slow
+def test_cli_200_faces_all_have_the_core_parts(tmp_path):
+    assert cli.main(["synth", "--out", str(tmp_path), "--count", "200", "--size", "256"]) == 0
+    assert len(list((tmp_path / synthetic.IMAGE_DIR).glob("*.jpg"))) == 200
+    required = ["skin", "nose", "l_eye", "r_eye", "l_brow", "r_brow", "u_lip", "l_lip", "hair"]
+    counts = np.zeros(19)
+    for k in range(200):
+        masks = read_masks(tmp_path, k)
+        label = merge(masks, 256)
+        present = set(np.unique(label).tolist())
+        missing = [name for name in required if class_id(name) not in present]
+        assert not missing, f"face {k} lost {missing} after merging"
+        counts += np.bincount(label.ravel(), minlength=19)
+    freq = counts / counts.sum()
+    # roughly the real data's balance: background, skin and hair dominate; an eye is a fraction of a percent
+    for name in ("background", "skin", "hair"):
+        assert 0.15 < freq[class_id(name)] < 0.45, (name, freq[class_id(name)])
+    for name in ("l_eye", "r_eye", "l_brow", "r_brow", "u_lip", "l_lip"):
+        assert 0.001 < freq[class_id(name)] < 0.01, (name, freq[class_id(name)])
