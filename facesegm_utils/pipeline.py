@@ -1,0 +1,281 @@
+"""The tf.data input pipeline over a prepared dataset, with paired augmentation and class weights.
+
+:func:`make_dataset` yields ``(image, label)`` batches: ``image`` float32 RGB in [0, 255] of shape
+(B, S, S, 3) and ``label`` int32 (B, S, S); with ``class_weights`` it adds a float32 (B, S, S)
+per-pixel weight map. Augmentation (training only) draws each random value once per example and
+applies it to the image and the label alike: a horizontal flip that also swaps the left/right
+classes, one affine transform (scale, rotation, translation; image bilinear, label nearest), and
+colour jitter on the image only. All random ops are stateless and seeded per example, so a run is
+reproducible from ``seed``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from facesegm_utils.fileio import FacesegmError
+from facesegm_utils.labels import FLIP_PERMUTATION, NUM_CLASSES
+
+SPLITS = ("train", "val", "test")
+
+
+def read_dataset_info(prep_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The prepared dataset's ``dataset.json`` (classes, size, counts, train pixel frequencies)."""
+    path = Path(prep_dir) / "dataset.json"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"dataset.json not found in {prep_dir}: expected a folder written by `facesegm prepare`"
+        )
+    info = json.loads(path.read_text())
+    for key in ("size", "class_pixel_frequency"):
+        if key not in info:
+            raise FacesegmError(f"{path} has no {key!r}; expected the output of `facesegm prepare`")
+    return info
+
+
+def split_files(prep_dir: str | os.PathLike[str], split: str) -> tuple[list[str], list[str]]:
+    """Image and label paths of one split, from ``manifest.csv`` (sorted by id)."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    prep = Path(prep_dir)
+    manifest = prep / "manifest.csv"
+    if not manifest.is_file():
+        raise FileNotFoundError(
+            f"manifest.csv not found in {prep}: expected a folder written by `facesegm prepare`"
+        )
+    images, labels = [], []
+    with manifest.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = {"id", "split", "image", "label"} - set(reader.fieldnames or [])
+        if missing:
+            raise FacesegmError(f"{manifest} lacks columns {sorted(missing)}; expected id,split,image,label")
+        for row in reader:
+            if row["split"] == split:
+                images.append(str(prep / row["image"]))
+                labels.append(str(prep / row["label"]))
+    if not images:
+        raise FacesegmError(f"split {split!r} of {manifest} is empty; expected at least one image")
+    return images, labels
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Training augmentation. Set a field to 0 (or an equal pair) to switch that part off."""
+
+    flip_prob: float = 0.5
+    scale: tuple[float, float] = (0.9, 1.1)
+    rotation_deg: float = 10.0
+    translate: float = 0.05  # fraction of the image side
+    brightness: float = 0.1  # max delta, fraction of full range
+    contrast: tuple[float, float] = (0.85, 1.15)
+    saturation: tuple[float, float] = (0.85, 1.15)
+    hue: float = 0.02  # max delta, fraction of the hue circle
+
+    def geometric_only(self) -> AugmentConfig:
+        """This config without colour jitter: flip and affine only (for checks and figures)."""
+        return replace(self, brightness=0.0, contrast=(1.0, 1.0), saturation=(1.0, 1.0), hue=0.0)
+
+
+def _affine_transform(seed: tf.Tensor, size: int, cfg: AugmentConfig) -> tf.Tensor:
+    """Projective-transform parameters (8,) mapping output pixels to input pixels for a random
+    scale s, rotation t and translation (tx, ty) about the image centre."""
+    u = tf.random.stateless_uniform([4], seed=seed, minval=0.0, maxval=1.0)
+    s = cfg.scale[0] + (cfg.scale[1] - cfg.scale[0]) * u[0]
+    theta = (2.0 * u[1] - 1.0) * cfg.rotation_deg * math.pi / 180.0
+    tx = (2.0 * u[2] - 1.0) * cfg.translate * size
+    ty = (2.0 * u[3] - 1.0) * cfg.translate * size
+    c = (size - 1) / 2.0
+    cos, sin = tf.cos(theta) / s, tf.sin(theta) / s
+    # input = c + R(-theta)/s (output - c - t)
+    a0, a1, b0, b1 = cos, sin, -sin, cos
+    a2 = c - a0 * (c + tx) - a1 * (c + ty)
+    b2 = c - b0 * (c + tx) - b1 * (c + ty)
+    return tf.stack([a0, a1, a2, b0, b1, b2, 0.0, 0.0])
+
+
+def _transform(x: tf.Tensor, transform: tf.Tensor, interpolation: str) -> tf.Tensor:
+    size = tf.shape(x)[0:2]
+    out = tf.raw_ops.ImageProjectiveTransformV3(
+        images=x[None],
+        transforms=transform[None],
+        output_shape=size,
+        fill_value=tf.constant(0.0),
+        interpolation=interpolation,
+        fill_mode="CONSTANT",
+    )
+    return out[0]
+
+
+def augment_pair(
+    image: tf.Tensor, label: tf.Tensor, seed: tf.Tensor, config: AugmentConfig | None = None
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Augment one (image float32 (S,S,3) 0..255, label int32 (S,S)) pair with a stateless ``seed`` (2,).
+
+    The flip and the affine transform use one random draw for both; colour jitter touches only
+    the image. Pixels moved in from outside are 0 in the image and background in the label.
+    """
+    cfg = config or AugmentConfig()
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=7)
+    size = image.shape[0] if image.shape[0] is not None else tf.shape(image)[0]
+    if cfg.flip_prob > 0:
+        do_flip = tf.random.stateless_uniform([], seed=seeds[0]) < cfg.flip_prob
+        perm = tf.constant(FLIP_PERMUTATION, tf.int32)
+        image = tf.cond(do_flip, lambda: tf.reverse(image, axis=[1]), lambda: image)
+        label = tf.cond(do_flip, lambda: tf.gather(perm, tf.reverse(label, axis=[1])), lambda: label)
+    if cfg.scale[0] != cfg.scale[1] or cfg.rotation_deg > 0 or cfg.translate > 0:
+        t = _affine_transform(seeds[1], size, cfg)
+        image = _transform(image, t, "BILINEAR")
+        label = _transform(label[..., None], t, "NEAREST")[..., 0]
+    if (
+        cfg.brightness
+        or cfg.contrast[0] != cfg.contrast[1]
+        or cfg.saturation[0] != cfg.saturation[1]
+        or cfg.hue
+    ):
+        x = image / 255.0
+        if cfg.brightness:
+            x = tf.image.stateless_random_brightness(x, cfg.brightness, seed=seeds[2])
+        if cfg.contrast[0] != cfg.contrast[1]:
+            x = tf.image.stateless_random_contrast(x, cfg.contrast[0], cfg.contrast[1], seed=seeds[3])
+        if cfg.saturation[0] != cfg.saturation[1]:
+            x = tf.image.stateless_random_saturation(x, cfg.saturation[0], cfg.saturation[1], seed=seeds[4])
+        if cfg.hue:
+            x = tf.image.stateless_random_hue(x, cfg.hue, seed=seeds[5])
+        image = tf.clip_by_value(x, 0.0, 1.0) * 255.0
+    return image, label
+
+
+def _decoder(size: int, image_size: int | None):
+    out = image_size or size
+
+    def decode(img_path: tf.Tensor, lab_path: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        image = tf.io.decode_jpeg(tf.io.read_file(img_path), channels=3)
+        label = tf.io.decode_png(tf.io.read_file(lab_path), channels=1)
+        image = tf.ensure_shape(image, [size, size, 3])
+        label = tf.ensure_shape(label, [size, size, 1])
+        image = tf.cast(image, tf.float32)
+        if out != size:
+            image = tf.image.resize(image, [out, out], method="bilinear", antialias=out < size)
+            label = tf.image.resize(label, [out, out], method="nearest")
+        label = tf.cast(label[..., 0], tf.int32)
+        return image, label
+
+    return decode
+
+
+def make_dataset(
+    prep_dir: str | os.PathLike[str],
+    split: str,
+    batch_size: int,
+    *,
+    training: bool = False,
+    augment: AugmentConfig | bool | None = None,
+    shuffle: bool | None = None,
+    cache: bool | str = False,
+    seed: int = 0,
+    class_weights: np.ndarray | None = None,
+    drop_remainder: bool = False,
+    repeat: bool = False,
+    image_size: int | None = None,
+) -> tf.data.Dataset:
+    """A batched, prefetched dataset of one split of a prepared folder.
+
+    ``training`` turns on shuffling and augmentation unless ``shuffle``/``augment`` say otherwise
+    (``augment`` may be an :class:`AugmentConfig`, True for the default one, or False).
+    ``cache`` is True (memory) or a file prefix. ``image_size`` resizes (image bilinear, label
+    nearest) when it differs from the prepared size. With ``class_weights`` (19 floats) each
+    element also carries ``weight = class_weights[label]``.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    info = read_dataset_info(prep_dir)
+    size = int(info["size"])
+    images, labels = split_files(prep_dir, split)
+    shuffle = training if shuffle is None else shuffle
+    if augment is None or augment is True:
+        cfg = AugmentConfig() if (training or augment is True) else None
+    else:
+        cfg = augment or None
+    weights = None
+    if class_weights is not None:
+        weights = np.asarray(class_weights, np.float32)
+        if weights.shape != (NUM_CLASSES,) or not np.all(np.isfinite(weights)):
+            raise ValueError(f"class_weights must be {NUM_CLASSES} finite floats, got shape {weights.shape}")
+        weights = tf.constant(weights)
+
+    autotune = tf.data.AUTOTUNE
+    ds = tf.data.Dataset.from_tensor_slices((images, labels))
+    if shuffle and not cache:
+        ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.map(_decoder(size, image_size), num_parallel_calls=autotune)
+    if cache:
+        ds = ds.cache(cache if isinstance(cache, str) else "")
+        if shuffle:
+            ds = ds.shuffle(min(len(images), 2048), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    if cfg is not None:
+        rand = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        ds = tf.data.Dataset.zip((ds, rand))
+
+        def _aug(pair: tuple[tf.Tensor, tf.Tensor], r: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            return augment_pair(pair[0], pair[1], tf.stack([r, tf.constant(seed, tf.int64)]), cfg)
+
+        ds = ds.map(_aug, num_parallel_calls=autotune)
+    if weights is not None:
+        ds = ds.map(lambda x, y: (x, y, tf.gather(weights, y)), num_parallel_calls=autotune)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    return ds.prefetch(autotune)
+
+
+def class_weights(
+    info_or_prep_dir: dict[str, Any] | str | os.PathLike[str],
+    method: str = "median_frequency",
+    clip: float | None = 10.0,
+) -> np.ndarray:
+    """Per-class loss weights (19 float32) from the train pixel frequencies f_c.
+
+    ``median_frequency``: w_c = median(f of present classes) / f_c; ``inverse_sqrt``: w_c = 1/sqrt(f_c).
+    Weights are scaled so the pixel-weighted mean ``sum(f_c w_c)`` is 1; with ``clip`` (> 1; None: no
+    clipping) they are capped at ``clip`` and the rest rescaled so the mean stays 1. Classes absent
+    from train get weight 0 (they contribute nothing to the loss).
+    """
+    info = info_or_prep_dir if isinstance(info_or_prep_dir, dict) else read_dataset_info(info_or_prep_dir)
+    freq = np.asarray(info["class_pixel_frequency"], np.float64)
+    if freq.shape != (NUM_CLASSES,) or not np.all(np.isfinite(freq)) or freq.min() < 0 or freq.sum() <= 0:
+        raise FacesegmError(
+            f"class_pixel_frequency must be {NUM_CLASSES} non-negative numbers with a positive sum, got {freq}"
+        )
+    freq = freq / freq.sum()
+    present = freq > 0
+    w = np.zeros(NUM_CLASSES, np.float64)
+    if method == "median_frequency":
+        w[present] = np.median(freq[present]) / freq[present]
+    elif method == "inverse_sqrt":
+        w[present] = 1.0 / np.sqrt(freq[present])
+    else:
+        raise ValueError(
+            f"unknown class weight method {method!r}; expected 'median_frequency' or 'inverse_sqrt'"
+        )
+    w /= float(np.sum(freq * w))
+    if clip is not None and w.max() > clip:
+        if clip <= 1:
+            raise ValueError(f"clip must be > 1 (the weights' pixel-weighted mean is 1), got {clip}")
+        # find the scale a with sum(f * min(a w, clip)) = 1 (monotone in a): bisection
+        lo, hi = 0.0, 1.0
+        while np.sum(freq * np.minimum(hi * w, clip)) < 1:
+            lo, hi = hi, hi * 2
+        for _ in range(100):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if np.sum(freq * np.minimum(mid * w, clip)) < 1 else (lo, mid)
+        w = np.minimum(hi * w, clip)
+    return w.astype(np.float32)

@@ -1,0 +1,91 @@
+"""Tests of the U-Net builder and its analytic helpers."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from facesegm_utils import model as M
+
+
+@pytest.mark.parametrize(
+    ("size", "depth", "upsampling"),
+    [(32, 2, "transpose"), (64, 3, "bilinear"), (48, 4, "transpose"), (16, 1, "bilinear")],
+)
+def test_output_shape_and_dtype(size: int, depth: int, upsampling: str) -> None:
+    net = M.build_unet(size, num_classes=5, base_filters=4, depth=depth, upsampling=upsampling)
+    assert net.input_shape == (None, size, size, 3)
+    assert net.output_shape == (None, size, size, 5)
+    out = net(np.random.default_rng(0).uniform(0, 255, (2, size, size, 3)).astype("float32"))
+    assert tuple(out.shape) == (2, size, size, 5)
+    assert keras.backend.standardize_dtype(out.dtype) == "float32"
+
+
+def test_layers_named_by_stage() -> None:
+    net = M.build_unet(32, base_filters=4, depth=2)
+    names = [layer.name for layer in net.layers]
+    for expected in (
+        "rescale",
+        "enc1_conv1",
+        "enc2_pool",
+        "bottleneck_conv2",
+        "dec2_up",
+        "dec1_concat",
+        "logits",
+    ):
+        assert expected in names
+    assert [r["stage"] for r in M.stage_summary(net)] == [
+        "rescale", "enc1", "enc2", "bottleneck", "dec2", "dec1", "logits"
+    ]  # fmt: skip
+    assert sum(r["params"] for r in M.stage_summary(net)) == M.count_params(net)
+
+
+def test_logits_float32_under_mixed_precision() -> None:
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        net = M.build_unet(32, base_filters=4, depth=2)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    assert net.get_layer("enc1_conv1").compute_dtype == "float16"
+    assert keras.backend.standardize_dtype(net.output.dtype) == "float32"
+
+
+@pytest.mark.slow
+def test_encoder_variant_builds_without_weights() -> None:
+    net = M.build_unet(64, num_classes=19, base_filters=8, encoder="mobilenetv2", encoder_weights=None)
+    out = net(np.zeros((1, 64, 64, 3), "float32"))
+    assert tuple(out.shape) == (1, 64, 64, 19)
+    with pytest.raises(ValueError, match="not divisible by 32"):
+        M.build_unet(48, encoder="mobilenetv2")
+
+
+def test_clear_errors() -> None:
+    with pytest.raises(ValueError, match=r"image_size 100 is not divisible by 16"):
+        M.build_unet(100, depth=4)
+    with pytest.raises(ValueError, match="upsampling"):
+        M.build_unet(32, depth=2, upsampling="nearest")
+    with pytest.raises(ValueError, match="unknown encoder 'resnet'"):
+        M.build_unet(64, encoder="resnet")
+
+
+def test_flops_hand_computed() -> None:
+    # depth 1, 2 filters, no batch norm, 8x8 input, 3 classes:
+    inp = 8 * 8
+    enc = 2 * inp * (2 * 9 * 3) + 2 * inp * (2 * 9 * 2)  # enc1 conv1 (3->2), conv2 (2->2) at 8x8
+    bott = 2 * 16 * (4 * 9 * 2) + 2 * 16 * (4 * 9 * 4)  # bottleneck at 4x4: 2->4, 4->4
+    up = 2 * 16 * 4 * 4 * 2  # transposed 2x2 s2: each of 4x4x4 inputs scatters to 2x2x2 outputs
+    dec = 2 * inp * (2 * 9 * 4) + 2 * inp * (2 * 9 * 2)  # concat(2+2)->2, 2->2
+    head = 2 * inp * 3 * 2
+    net = M.build_unet(8, num_classes=3, base_filters=2, depth=1, batch_norm=False)
+    assert M.flops_per_image(net) == enc + bott + up + dec + head
+
+
+def test_receptive_field_analytic_matches_gradient() -> None:
+    analytic = M.receptive_field(depth=2)
+    assert analytic["enc1"] == 5 and analytic["bottleneck"] == 32 and analytic["output"] == 44
+    net = M.build_unet(64, num_classes=3, base_filters=4, depth=2)
+    grad = M.gradient_receptive_field(net)
+    assert grad.shape == (64, 64)
+    assert M.field_extent(grad) == analytic["output"]
