@@ -13,6 +13,7 @@ Layers are named by stage so the architecture can be read off ``model.summary()`
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import keras
@@ -167,7 +168,19 @@ def _backbone(encoder: str, image_size: int, weights: str | None) -> keras.Model
         "include_top": False,
         "weights": weights,
     }
-    base = ctor(**kwargs)
+    try:
+        base = ctor(**kwargs)
+    except Exception as exc:  # noqa: BLE001 - any download failure (offline, proxy, SSL) lands here
+        if weights != "imagenet":
+            raise
+        warnings.warn(
+            f"could not load ImageNet weights for encoder {encoder!r} ({type(exc).__name__}: {exc}); "
+            "the encoder starts from random weights instead. To use them offline, put the Keras "
+            f"Applications weight file for {ctor_name} in ~/.keras/models/ first.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        base = ctor(**{**kwargs, "weights": None})
     chosen: dict[int, Any] = {}
     for layer in base.layers:
         shape = layer.output.shape

@@ -249,7 +249,8 @@ def _sample(rng: np.random.Generator) -> dict:
     p["necklace"] = bool(rng.random() < 0.1)
     p["glasses_round"] = bool(rng.random() < 0.5)
     p["frame_w"] = float(rng.uniform(0.006, 0.011))
-    p["earring_r"] = float(rng.uniform(0.008, 0.016))
+    # studs, drops and hoops a few percent of the image wide: ~0.1-0.2% of all pixels, like the real ear_r
+    p["earring_r"] = float(rng.uniform(0.018, 0.03))
     p["earring_kind"] = int(rng.integers(3))
     p["necklace_w"] = float(rng.uniform(0.006, 0.012))
     p["necklace_depth"] = float(rng.uniform(0.03, 0.08))

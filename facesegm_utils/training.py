@@ -637,26 +637,6 @@ def compare_losses(
     return rows
 
 
-def plot_history(
-    history: dict[str, list[float]], keys: tuple[str, ...] = ("loss", "pixel_accuracy", "miou")
-) -> Any:
-    """One panel per metric with its training and validation curves; returns the matplotlib figure."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.2))
-    epochs = history.get("epoch") or list(range(1, len(history.get(keys[0], [])) + 1))
-    for ax, key in zip(np.atleast_1d(axes), keys, strict=True):
-        for prefix, style in (("", "-o"), ("val_", "-s")):
-            if prefix + key in history:
-                ax.plot(epochs, history[prefix + key], style, ms=3, label=(prefix or "train_") + key)
-        ax.set_xlabel("epoch")
-        ax.set_title(key)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
 def command_line(cfg: TrainConfig) -> str:
     """The ``facesegm train`` command that reproduces ``cfg``."""
     parts = ["facesegm train", f"--data {cfg.data}", f"--out {cfg.out}"]

@@ -89,3 +89,17 @@ def test_receptive_field_analytic_matches_gradient() -> None:
     grad = M.gradient_receptive_field(net)
     assert grad.shape == (64, 64)
     assert M.field_extent(grad) == analytic["output"]
+
+
+def test_imagenet_weights_fall_back_to_random_when_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = keras.applications.MobileNetV2
+
+    def offline(**kwargs):
+        if kwargs.get("weights") == "imagenet":
+            raise OSError("URL fetch failure: no network")
+        return real(**kwargs)
+
+    monkeypatch.setattr(keras.applications, "MobileNetV2", offline)
+    with pytest.warns(RuntimeWarning, match="could not load ImageNet weights for encoder 'mobilenetv2'"):
+        net = M.build_unet(64, encoder="mobilenetv2", encoder_weights="imagenet", base_filters=4)
+    assert net.output_shape == (None, 64, 64, 19)
