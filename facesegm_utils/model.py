@@ -270,22 +270,24 @@ def receptive_field(depth: int = 4, convs_per_block: int = 2, kernel_size: int =
 
 
 def gradient_receptive_field(
-    model: keras.Model, pixel: tuple[int, int] | None = None, seed: int = 0
+    model: keras.Model, pixel: tuple[int, int] | None = None, seed: int = 0, samples: int = 4
 ) -> np.ndarray:
     """Empirical receptive field: |d logit(pixel) / d input| summed over channels, as an (S, S) map.
 
     Uses the current backend's autodiff (TensorFlow, JAX or PyTorch), imported only when called. Pixels
     where the map is non-zero are those that can change the output at ``pixel`` (default: the centre).
+    The map is summed over ``samples`` random images: on a single input every ReLU feeding the chosen
+    pixel can be inactive (likely in a narrow untrained net), which would show an empty field.
     """
     size = int(model.input_shape[1])
     py, px = pixel if pixel is not None else (size // 2, size // 2)
     rng = np.random.default_rng(seed)
-    image = rng.uniform(0, 255, size=(1, size, size, 3)).astype("float32")
+    image = rng.uniform(0, 255, size=(max(1, int(samples)), size, size, 3)).astype("float32")
     backend = keras.backend.backend()
 
     def objective(x: Any) -> Any:
         logits = model(x, training=False)
-        return keras.ops.sum(logits[0, py, px, :])
+        return keras.ops.sum(logits[:, py, px, :])
 
     if backend == "tensorflow":
         import tensorflow as tf
@@ -307,7 +309,7 @@ def gradient_receptive_field(
         grad = x.grad.detach().cpu().numpy()
     else:
         raise ValueError(f"gradient_receptive_field does not support the {backend!r} backend")
-    return np.abs(grad[0]).sum(axis=-1)
+    return np.abs(grad).sum(axis=(0, -1))
 
 
 def field_extent(grad_map: np.ndarray, rel_threshold: float = 0.0) -> int:
