@@ -158,7 +158,8 @@ def _decoder(size: int, image_size: int | None):
     out = image_size or size
 
     def decode(img_path: tf.Tensor, lab_path: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        image = tf.io.decode_jpeg(tf.io.read_file(img_path), channels=3)
+        # the accurate IDCT gives the pixels OpenCV gives evaluation and inference (TF's default differs)
+        image = tf.io.decode_jpeg(tf.io.read_file(img_path), channels=3, dct_method="INTEGER_ACCURATE")
         label = tf.io.decode_png(tf.io.read_file(lab_path), channels=1)
         image = tf.ensure_shape(image, [size, size, 3])
         label = tf.ensure_shape(label, [size, size, 1])

@@ -178,3 +178,14 @@ def test_pipeline_errors(tmp_path: Path) -> None:
     (prep / "manifest.csv").unlink()
     with pytest.raises(FileNotFoundError, match="manifest.csv"):
         pl.split_files(prep, "train")
+
+
+def test_decoded_images_match_what_inference_reads(tmp_path: Path) -> None:
+    """Training sees exactly the pixels evaluation and FaceParser read with OpenCV (no IDCT skew)."""
+    prep = write_prepared(tmp_path, n=2, size=32)
+    rng = np.random.default_rng(0)
+    noisy = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)  # texture makes IDCT variants differ
+    cv2.imwrite(str(prep / "train" / "images" / "0.jpg"), noisy, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    x = next(iter(pl.make_dataset(prep, "train", 1)))[0][0].numpy()
+    expected = cv2.cvtColor(cv2.imread(str(prep / "train" / "images" / "0.jpg")), cv2.COLOR_BGR2RGB)
+    np.testing.assert_array_equal(x.astype(np.uint8), expected)
