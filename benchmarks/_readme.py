@@ -28,6 +28,12 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} logical cores, Python {sys.version.split()[0]}, {platform.system()}"
 
 
+def pin_one_core() -> None:
+    """Pin this process to one CPU (where the OS allows it), for one-core figures."""
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+
+
 def today() -> str:
     return _dt.date.today().isoformat()
 

@@ -31,7 +31,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _readme import machine, today, update_section  # noqa: E402
+from _readme import machine, pin_one_core, today, update_section  # noqa: E402
 
 from facesegm_utils.celebamask import merge_parts  # noqa: E402
 from facesegm_utils.labels import group_ids  # noqa: E402
@@ -92,8 +92,7 @@ def main() -> None:
     ap.add_argument("--no-readme", action="store_true", help="print only, do not rewrite the README section")
     args = ap.parse_args()
     cv2.setNumThreads(1)
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    pin_one_core()
 
     img, lbl, k = pick_face(args.size, dark=True)
     rows = []

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _readme import machine, today, update_section  # noqa: E402
+from _readme import machine, pin_one_core, today, update_section  # noqa: E402
 
 from facesegm_utils import synthetic  # noqa: E402
 
@@ -52,8 +52,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-readme", action="store_true", help="print only, leave the README alone")
     args = parser.parse_args()
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    pin_one_core()
     os.environ.setdefault("TQDM_DISABLE", "1")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     res = bench(args.count, args.size, args.repeats)
