@@ -185,6 +185,8 @@ def run_course(
     if not notebooks:
         raise FacesegmError(f"no notebooks NN_*.ipynb found in {notebook_dir}")
     raw = resolve_data(profile, data, out_dir)
+    # the kernels inherit this: TensorFlow's C++ info and warning lines would drown the course log
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     timings: dict[str, float] = {}
     course_paths = paths(out_dir)
     for nb in notebooks:

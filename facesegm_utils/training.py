@@ -537,6 +537,7 @@ def train(config: TrainConfig | dict[str, Any], callbacks: list[Any] | None = No
             epochs=cfg.epochs,
             steps_per_epoch=steps_per_epoch if cfg.max_steps_per_epoch is not None else None,
             callbacks=cbs,
+            shuffle=False,  # the tf.data pipeline shuffles (seeded) itself
             verbose=2,
         )
     finally:
