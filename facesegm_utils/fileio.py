@@ -7,7 +7,9 @@ under its final name.
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -98,3 +100,19 @@ def read_label_map(path: str | os.PathLike[str]) -> np.ndarray:
     if img.ndim == 3:
         img = img[..., 0]
     return img.astype(np.uint8, copy=False)
+
+
+def _number(value: str | None) -> float:
+    try:
+        return float(value) if value not in ("", None) else math.nan
+    except ValueError:
+        return math.nan
+
+
+def read_numeric_csv(path: str | os.PathLike[str]) -> list[dict[str, float]]:
+    """Rows of a CSV file of numbers (e.g. a training ``history.csv``); empty or non-numeric cells are NaN."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"CSV file not found: {path}")
+    with path.open(newline="") as fh:
+        return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(fh)]

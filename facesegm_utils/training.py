@@ -27,7 +27,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from facesegm_utils.fileio import FacesegmError, atomic_write_json, atomic_write_text
+from facesegm_utils.fileio import FacesegmError, atomic_write_json, atomic_write_text, read_numeric_csv
 from facesegm_utils.labels import CLASSES, NUM_CLASSES
 from facesegm_utils.losses import LOSS_NAMES, CEDiceLoss, SoftDiceLoss, SparseCrossEntropy, get_loss
 from facesegm_utils.model import ENCODER_DEPTH, ENCODERS, UPSAMPLING_MODES, build_unet
@@ -336,11 +336,7 @@ class NaNGuard(keras.callbacks.TerminateOnNaN):
 
 def read_history(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Rows of a ``history.csv`` with numbers as floats."""
-    with open(path, newline="") as fh:
-        return [
-            {k: float(v) if v not in ("", None) else math.nan for k, v in r.items()}
-            for r in csv.DictReader(fh)
-        ]
+    return read_numeric_csv(path)
 
 
 def history_columns(path: str | os.PathLike[str]) -> dict[str, list[float]]:

@@ -8,7 +8,6 @@ backend and in papermill); nothing here calls ``plt.show()``. Save with
 
 from __future__ import annotations
 
-import csv
 import io
 import os
 from collections.abc import Mapping, Sequence
@@ -19,7 +18,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from facesegm_utils.fileio import atomic_write_bytes
+from facesegm_utils.fileio import atomic_write_bytes, read_numeric_csv
 from facesegm_utils.labels import CLASSES, DISPLAY_NAMES, PALETTE, colorize
 
 #: colour of wrongly labelled pixels in error maps
@@ -243,17 +242,10 @@ def read_history(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"training history not found: {path} (expected RUN/history.csv)")
-    with path.open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    rows = read_numeric_csv(path)
     if not rows:
         raise ValueError(f"training history {path} has no epochs")
-    cols: dict[str, np.ndarray] = {}
-    for key in rows[0]:
-        try:
-            cols[key] = np.array([float(r[key]) for r in rows])
-        except (TypeError, ValueError):
-            continue
-    return cols
+    return {key: np.array([r[key] for r in rows]) for key in rows[0]}
 
 
 def plot_history(history: str | os.PathLike[str] | Mapping[str, Sequence[float]]) -> Figure:
