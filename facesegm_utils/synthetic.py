@@ -1,9 +1,9 @@
 """Procedural faces in the exact raw CelebAMask-HQ layout, so the course runs without the real data.
 
-``facesegm synth --out DIR --count N --size S --seed K [--start 0]`` writes::
+``facesegm synth --out DIR --count N --size S [--mask-size M] --seed K [--start 0]`` writes::
 
     DIR/CelebA-HQ-img/{k}.jpg                                   RGB, S x S
-    DIR/CelebAMask-HQ-mask-anno/{k // 2000}/{k:05d}_{part}.png  S x S, one channel, 0/255
+    DIR/CelebAMask-HQ-mask-anno/{k // 2000}/{k:05d}_{part}.png  M x M (default S), one channel, 0/255
     DIR/CelebA-HQ-to-CelebA-mapping.txt                         idx, orig_idx, orig_file
 
 Each face is drawn from a handful of parametric shapes (face contour, eyes, brows, nose, lips,
@@ -17,6 +17,11 @@ overrides an earlier one, label = position + 1) gives the picture that was drawn
 Left and right: ``l_*`` parts are the *person's* left, i.e. the image's right (larger x) in a frontal
 face. The real annotations follow that in about 93% of faces and the other way round in the rest;
 the generator mimics this: about 7% of faces (chosen by the seed) name their sides the other way.
+
+The real archive stores 1024x1024 images with 512x512 masks (``--size 1024 --mask-size 512``).
+Masks at a size M other than S are the image-size masks nearest-resized (pixel centres matched, as
+:func:`facesegm_utils.celebamask.resize_nearest` does) to M, part by part, so merging them gives the
+nearest-resized label map of the face in the image; a part too small to survive the resize gets no file.
 
 Face ``k`` depends only on ``(seed, k)`` (``np.random.default_rng([seed, k])``), so ids 0..99 in one
 run equal ids 0..49 and then 50..99 with ``start=50``.
@@ -768,21 +773,36 @@ def _render(p: dict, f: _Frame, m: dict[str, np.ndarray], g: dict, rng: np.rando
 
 
 # ----------------------------------------------------------------------------- public API
-def _check(count: int | None, size: int) -> None:
+def _check(count: int | None, size: int, mask_size: int | None = None) -> None:
     if count is not None and int(count) < 1:
         raise ValueError(f"count must be at least 1, got {count}")
     if int(size) < MIN_SIZE:
         raise ValueError(f"size must be at least {MIN_SIZE} pixels, got {size}")
+    if mask_size is not None and int(mask_size) < MIN_SIZE:
+        raise ValueError(f"mask size must be at least {MIN_SIZE} pixels, got {mask_size}")
 
 
-def generate_face(seed: int, index: int, size: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def generate_face(
+    seed: int, index: int, size: int, mask_size: int | None = None
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """One synthetic face: an RGB uint8 (size, size, 3) image and part name -> bool mask (present parts only).
 
-    The result depends only on ``(seed, index, size)``.
+    Masks are ``mask_size`` x ``mask_size`` (default ``size``). The result depends only on
+    ``(seed, index, size, mask_size)``.
     """
-    _check(None, size)
+    _check(None, size, mask_size)
     image, masks, _ = _generate(seed, index, size)
+    masks = _resize_masks(masks, mask_size)
     return image, {k: v.astype(bool) for k, v in masks.items()}
+
+
+def _resize_masks(masks: dict[str, np.ndarray], mask_size: int | None) -> dict[str, np.ndarray]:
+    """Part masks nearest-resized (pixel centres matched) to ``mask_size``; parts left empty are dropped."""
+    if mask_size is None or all(mk.shape[0] == mask_size for mk in masks.values()):
+        return masks
+    dim = (int(mask_size), int(mask_size))
+    resized = {name: cv2.resize(mk, dim, interpolation=cv2.INTER_NEAREST_EXACT) for name, mk in masks.items()}
+    return {name: mk for name, mk in resized.items() if mk.any()}
 
 
 def _generate(seed: int, index: int, size: int) -> tuple[np.ndarray, dict[str, np.ndarray], int]:
@@ -841,12 +861,13 @@ _PNG_PARAMS = [
 ]  # fmt: skip
 
 
-def _write_one(args: tuple[str, int, int, int]) -> int:
+def _write_one(args: tuple[str, int, int, int, int | None]) -> int:
     """Generate face ``k`` and write its JPEG and part masks (atomically, without a per-file fsync:
     the dataset is regenerable from the seed, and one fsync per mask would dominate the run time)."""
-    out, seed, k, size = args
+    out, seed, k, size, mask_size = args
     root = Path(out)
     image, masks, quality = _generate(seed, k, size)
+    masks = _resize_masks(masks, mask_size)
     atomic_write_bytes(
         root / IMAGE_DIR / f"{k}.jpg", encode_image(image, ".jpg", jpeg_quality=quality), fsync=False
     )
@@ -860,12 +881,23 @@ def _write_one(args: tuple[str, int, int, int]) -> int:
 
 
 def write_dataset(
-    out: str | os.PathLike[str], count: int, size: int = 256, seed: int = 0, start: int = 0, workers: int = 1
+    out: str | os.PathLike[str],
+    count: int,
+    size: int = 256,
+    seed: int = 0,
+    start: int = 0,
+    workers: int = 1,
+    mask_size: int | None = None,
 ) -> Path:
-    """Write faces ``start .. start+count-1`` in the raw CelebAMask-HQ layout under ``out``; return ``out``."""
+    """Write faces ``start .. start+count-1`` in the raw CelebAMask-HQ layout under ``out``; return ``out``.
+
+    Images are ``size`` x ``size``, part masks ``mask_size`` x ``mask_size`` (default ``size``; the
+    real archive is 1024 and 512).
+    """
     from tqdm.auto import tqdm
 
-    _check(count, size)
+    _check(count, size, mask_size)
+    mask_size = None if mask_size is None else int(mask_size)
     if int(start) < 0:
         raise ValueError(f"start must be >= 0, got {start}")
     if int(workers) < 1:
@@ -873,7 +905,7 @@ def write_dataset(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ids = range(int(start), int(start) + int(count))
-    jobs = [(str(out), int(seed), k, int(size)) for k in ids]
+    jobs = [(str(out), int(seed), k, int(size), mask_size) for k in ids]
     bar = tqdm(total=len(jobs), desc="synthetic faces", unit="img")
     try:
         if workers == 1:
@@ -894,7 +926,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``facesegm synth``."""
     parser.add_argument("--out", required=True, help="dataset folder to write (raw CelebAMask-HQ layout)")
     parser.add_argument("--count", type=int, required=True, help="number of faces")
-    parser.add_argument("--size", type=int, default=256, help="image and mask size in pixels (default 256)")
+    parser.add_argument("--size", type=int, default=256, help="image size in pixels (default 256)")
+    parser.add_argument(
+        "--mask-size",
+        type=int,
+        default=None,
+        help="part mask size in pixels (default: the image size; the real archive has 1024 images, 512 masks)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--start", type=int, default=0, help="first face id (default 0)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
@@ -902,6 +940,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_cli(args: argparse.Namespace) -> int:
     """Run ``facesegm synth``."""
-    out = write_dataset(args.out, args.count, args.size, args.seed, args.start, args.workers)
-    print(f"wrote {args.count} faces ({args.size}x{args.size}, seed {args.seed}) to {out}")
+    out = write_dataset(
+        args.out, args.count, args.size, args.seed, args.start, args.workers, mask_size=args.mask_size
+    )
+    masks = "" if args.mask_size is None else f", masks {args.mask_size}x{args.mask_size}"
+    print(f"wrote {args.count} faces ({args.size}x{args.size}{masks}, seed {args.seed}) to {out}")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 
 import cv2
@@ -10,7 +11,8 @@ import numpy as np
 import pytest
 from conftest import SYNTH_COUNT, SYNTH_SEED, SYNTH_SIZE
 
-from facesegm_utils import cli, synthetic
+from facesegm_utils import celebamask as cm
+from facesegm_utils import cli, prepare, synthetic
 from facesegm_utils.labels import PART_ORDER, class_id
 
 MASK_RE = re.compile(r"^(\d{5})_([a-z_]+)\.png$")
@@ -259,3 +261,63 @@ def test_written_files_are_identical_to_the_recorded_ones(tmp_path):
             h.update(str(path.relative_to(tmp_path)).encode())
             h.update(path.read_bytes())
     assert h.hexdigest() == FROZEN_TREE
+
+
+# ----------------------------------------------------------------------------- masks at another size
+def test_mask_size_writes_the_archive_sizes_of_the_same_face(tmp_path):
+    synthetic.write_dataset(tmp_path, count=3, size=96, seed=4, mask_size=48)
+    for k in range(3):
+        img = cv2.imread(str(tmp_path / synthetic.IMAGE_DIR / f"{k}.jpg"), cv2.IMREAD_UNCHANGED)
+        assert img.shape == (96, 96, 3)
+        masks = read_masks(tmp_path, k)
+        assert masks and all(m.shape == (48, 48) and m.max() == 255 for m in masks.values())
+        # the masks describe the face in the image: their merge is the image-size merge, nearest-resized
+        _, full = synthetic.generate_face(4, k, 96)
+        expected = cm.resize_nearest(merge(full, 96), 48)
+        np.testing.assert_array_equal(merge(masks, 48), expected)
+        visible = {PART_ORDER[i - 1] for i in np.unique(expected) if i}
+        assert visible <= set(masks)  # every class in the merged map has its file
+        _, small = synthetic.generate_face(4, k, 96, mask_size=48)
+        assert small.keys() == masks.keys()
+        assert all(np.array_equal(small[n], masks[n] > 0) for n in masks)
+
+
+def test_mask_size_drops_parts_that_vanish_and_default_is_image_size(tmp_path):
+    _, full = synthetic.generate_face(0, 3, 256)
+    _, tiny = synthetic.generate_face(0, 3, 256, mask_size=32)
+    expected = {n for n, m in full.items() if cm.resize_nearest(m, 32).any()}
+    assert set(tiny) == expected
+    _, same = synthetic.generate_face(0, 3, 256, mask_size=256)
+    assert same.keys() == full.keys() and all(np.array_equal(same[n], full[n]) for n in full)
+    with pytest.raises(ValueError, match="mask size"):
+        synthetic.write_dataset(tmp_path, count=1, size=64, mask_size=8)
+
+
+def test_prepare_reads_images_and_masks_of_different_sizes(tmp_path):
+    """Like the real archive (1024 images, 512 masks): prepare resizes each to the target size."""
+    raw = synthetic.write_dataset(tmp_path / "raw", count=4, size=128, seed=2, mask_size=64)
+    out = tmp_path / "prep"
+    summary = prepare.prepare_dataset(raw, out, 48, split="ratio", ratios=(0.5, 0.25, 0.25), workers=1)
+    assert sum(summary["counts"].values()) == 4
+    report = json.loads((out / "prepare_report.json").read_text())
+    assert report["skipped"] == [] and report["resized_parts"] == []
+    for split in ("train", "val", "test"):
+        for path in (out / split / "labels").glob("*.png"):
+            k = int(path.stem)
+            label = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+            image = cv2.imread(str(out / split / "images" / f"{k}.jpg"))
+            assert label.shape == (48, 48) and image.shape == (48, 48, 3)
+            _, full = synthetic.generate_face(2, k, 128)
+            # nearest 128 -> 64 -> 48 at pixel centres, as prepare reads the 64x64 masks
+            expected = cm.resize_nearest(cm.resize_nearest(merge(full, 128), 64), 48)
+            np.testing.assert_array_equal(label, expected)
+
+
+def test_cli_mask_size(tmp_path, capsys):
+    assert (
+        cli.main(["synth", "--out", str(tmp_path), "--count", "1", "--size", "64", "--mask-size", "32"]) == 0
+    )
+    assert "masks 32x32" in capsys.readouterr().out
+    assert all(m.shape == (32, 32) for m in read_masks(tmp_path, 0).values())
+    assert cli.main(["synth", "--out", str(tmp_path / "x"), "--count", "1", "--mask-size", "4"]) == 2
+    assert "mask size must be at least" in capsys.readouterr().err
