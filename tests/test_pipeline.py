@@ -189,3 +189,73 @@ def test_decoded_images_match_what_inference_reads(tmp_path: Path) -> None:
     x = next(iter(pl.make_dataset(prep, "train", 1)))[0][0].numpy()
     expected = cv2.cvtColor(cv2.imread(str(prep / "train" / "images" / "0.jpg")), cv2.COLOR_BGR2RGB)
     np.testing.assert_array_equal(x.astype(np.uint8), expected)
+
+
+def _stages(ds: tf.data.Dataset) -> list[tf.data.Dataset]:
+    """Every dataset of an input pipeline, from the output back to the file names."""
+    out, todo = [], [ds]
+    while todo:
+        d = todo.pop()
+        out.append(d)
+        todo += d._inputs()
+    return out
+
+
+def _is_encoded(d: tf.data.Dataset) -> bool:
+    return all(s.dtype == tf.string and s.shape.rank == 0 for s in tf.nest.flatten(d.element_spec))
+
+
+@pytest.mark.parametrize("mode", ["memory", "disk"])
+def test_cache_holds_encoded_records_not_decoded_tensors(tmp_path: Path, mode: str) -> None:
+    prep = write_prepared(tmp_path / "p", n=9)
+    ds = pl.make_dataset(prep, "train", 4, training=True, cache=mode, cache_dir=tmp_path / "c")
+    stages = _stages(ds)
+    caches = [d for d in stages if type(d).__name__ == "CacheDataset"]
+    shuffles = [d for d in stages if "Shuffle" in type(d).__name__]
+    assert len(caches) == 1 and len(shuffles) == 1
+    # the cache and the shuffle hold (JPEG bytes, PNG bytes) scalars, and nothing before them decodes
+    assert _is_encoded(caches[0]) and _is_encoded(shuffles[0])
+    assert all(_is_encoded(d) for d in _stages(shuffles[0]))
+    # the cache really serves the second epoch: the prepared files can be gone by then
+    plain = pl.make_dataset(prep, "train", 8, cache=mode, cache_dir=tmp_path / "c2")
+    first = [b[0].numpy() for b in plain]
+    encoded = sum(f.stat().st_size for f in (prep / "train").rglob("*.*"))
+    for f in (prep / "train" / "images").glob("*.jpg"):
+        f.unlink()
+    second = [b[0].numpy() for b in plain]
+    np.testing.assert_array_equal(np.concatenate(first), np.concatenate(second))
+    if mode == "disk":  # on disk it takes about the encoded size, far below decoded float32 + int32
+        cached = sum(f.stat().st_size for f in (tmp_path / "c2").iterdir())
+        decoded = 8 * 32 * 32 * (3 * 4 + 4)
+        assert encoded < cached < decoded / 2, (encoded, cached, decoded)
+
+
+def test_no_cache_rereads_files_and_shuffles_names(tmp_path: Path) -> None:
+    prep = write_prepared(tmp_path, n=9)
+    ds = pl.make_dataset(prep, "train", 8, training=True, cache="none")
+    stages = _stages(ds)
+    assert not [d for d in stages if type(d).__name__ == "CacheDataset"]
+    shuffle = next(d for d in stages if "Shuffle" in type(d).__name__)
+    assert _is_encoded(shuffle) and type(shuffle._inputs()[0]).__name__ == "_TensorSliceDataset"
+    list(ds)
+    (prep / "train" / "images" / "0.jpg").unlink()
+    with pytest.raises(tf.errors.NotFoundError):
+        list(ds)
+
+
+def test_cache_over_budget_falls_back_with_a_notice(tmp_path: Path, capsys) -> None:
+    prep = write_prepared(tmp_path, n=5)
+    files = pl.split_files(prep, "train")
+    total = sum((Path(f)).stat().st_size for f in files[0] + files[1])
+    assert pl.resolve_cache("memory", files[0] + files[1], budget_bytes=total) == "memory"
+    assert capsys.readouterr().err == ""
+    ds = pl.make_dataset(prep, "train", 2, cache="memory", cache_budget_bytes=total - 1)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "exceed" in err and "cache=none" in err
+    assert not [d for d in _stages(ds) if type(d).__name__ == "CacheDataset"]
+    assert sum(int(b[0].shape[0]) for b in ds) == 4
+    assert pl.resolve_cache(True, []) == "memory" and pl.resolve_cache(False, []) == "none"
+    with pytest.raises(ValueError, match="unknown cache 'ram'.*memory, disk, none"):
+        pl.make_dataset(prep, "train", 2, cache="ram")
+    with pytest.raises(ValueError, match="cache_dir"):
+        pl.make_dataset(prep, "train", 2, cache="disk")
