@@ -65,7 +65,7 @@ def _load_model(model: Any) -> Any:
         raise FileNotFoundError(
             f"model not found: {path} (expected a .keras file written by `facesegm train`)"
         )
-    from facesegm_utils.training import load_model
+    from facesegm_utils.callbacks import load_model
 
     return load_model(path)
 

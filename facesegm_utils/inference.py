@@ -113,7 +113,7 @@ class FaceParser:
             self.model = model
             self.model_path: Path | None = None
         else:
-            from facesegm_utils.training import load_model
+            from facesegm_utils.callbacks import load_model
 
             self.model_path = Path(model)
             try:

@@ -13,193 +13,43 @@ global batch is ``batch_size * num_replicas_in_sync``.
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
-import io
 import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 
-from facesegm_utils.fileio import FacesegmError, atomic_write_json, atomic_write_text, read_numeric_csv
+from facesegm_utils.callbacks import (
+    BestModelCheckpoint,
+    DatasetMeanIoU,
+    HistoryCSV,
+    NaNGuard,
+    compile_model,
+    history_columns,
+    load_model,
+    read_history,
+    tensorboard_available,
+)
+from facesegm_utils.fileio import FacesegmError, atomic_write_json
 from facesegm_utils.labels import CLASSES, NUM_CLASSES
-from facesegm_utils.losses import LOSS_NAMES, CEDiceLoss, SoftDiceLoss, SparseCrossEntropy, get_loss
-from facesegm_utils.model import ENCODER_DEPTH, ENCODERS, UPSAMPLING_MODES, build_unet
-
-CLASS_WEIGHT_METHODS: tuple[str, ...] = ("none", "median_frequency", "inverse_sqrt")
-SCHEDULES: tuple[str, ...] = ("plateau", "cosine", "constant")
-PRECISIONS: tuple[str, ...] = ("auto", "on", "off")
-STRATEGIES: tuple[str, ...] = ("auto", "default", "mirrored", "multiworker")
-
-
-# ----------------------------------------------------------------------------------------- metrics
-@keras.saving.register_keras_serializable(package="facesegm")
-class DatasetMeanIoU(keras.metrics.MeanIoU):
-    """Mean IoU from logits over one confusion matrix accumulated across the whole epoch.
-
-    Classes absent from both truth and prediction over the epoch are left out of the mean (Keras'
-    ``MeanIoU`` rule). This is the dataset-level mIoU, not an average of per-batch figures.
-    """
-
-    def __init__(self, num_classes: int = NUM_CLASSES, name: str = "miou", **kwargs: Any) -> None:
-        kwargs.setdefault("sparse_y_true", True)
-        kwargs.setdefault("sparse_y_pred", False)
-        super().__init__(num_classes=num_classes, name=name, **kwargs)
-
-    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
-        if len(y_true.shape) == len(y_pred.shape):
-            y_true = keras.ops.squeeze(y_true, axis=-1)
-        return super().update_state(y_true, y_pred, sample_weight)
-
-
-def custom_objects() -> dict[str, Any]:
-    """The package's serializable objects, for ``keras.models.load_model``."""
-    return {
-        "facesegm>SparseCrossEntropy": SparseCrossEntropy,
-        "facesegm>SoftDiceLoss": SoftDiceLoss,
-        "facesegm>CEDiceLoss": CEDiceLoss,
-        "facesegm>DatasetMeanIoU": DatasetMeanIoU,
-    }
-
-
-def load_model(path: str | os.PathLike[str], compile: bool = False) -> keras.Model:
-    """Load a ``.keras`` model saved by this package (custom losses and metric included)."""
-    path = Path(path)
-    if path.is_dir() and (path / "model.keras").is_file():
-        path = path / "model.keras"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"model not found: {path} (expected a .keras file or a run folder holding model.keras)"
-        )
-    if path.suffix != ".keras":
-        raise FacesegmError(f"cannot load {path}: expected a .keras file written by `facesegm train`")
-    return keras.models.load_model(path, compile=compile, custom_objects=custom_objects())
-
-
-def compile_model(model: keras.Model, loss: keras.losses.Loss, learning_rate: Any, num_classes: int) -> None:
-    """Compile with Adam, ``loss`` and the metrics ``pixel_accuracy`` and ``miou``."""
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss=loss,
-        metrics=[
-            keras.metrics.SparseCategoricalAccuracy(name="pixel_accuracy"),
-            DatasetMeanIoU(num_classes, name="miou"),
-        ],
-    )
-
-
-# ------------------------------------------------------------------------------------------ config
-@dataclass
-class TrainConfig:
-    """Every option of a training run. ``image_size=None`` takes the prepared dataset's size."""
-
-    data: str
-    out: str
-    image_size: int | None = None
-    epochs: int = 20
-    batch_size: int = 8
-    loss: str = "ce+dice"
-    class_weights: str = "none"
-    base_filters: int = 32
-    depth: int = 4
-    dropout: float = 0.0
-    upsampling: str = "transpose"
-    encoder: str | None = None
-    encoder_weights: str | None = None
-    lr: float = 1e-3
-    schedule: str = "plateau"
-    mixed_precision: str = "auto"
-    strategy: str = "auto"
-    seed: int = 0
-    patience: int = 8
-    max_steps_per_epoch: int | None = None
-    augment: bool = True
-    cache: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"unknown training options {unknown}; expected some of {sorted(names)}")
-        return cls(**data)
-
-    def validate(self) -> None:
-        """Raise ``ValueError`` naming the first option that is out of range."""
-        choices = {
-            "loss": (self.loss, LOSS_NAMES),
-            "class_weights": (self.class_weights, CLASS_WEIGHT_METHODS),
-            "schedule": (self.schedule, SCHEDULES),
-            "mixed_precision": (self.mixed_precision, PRECISIONS),
-            "strategy": (self.strategy, STRATEGIES),
-            "upsampling": (self.upsampling, UPSAMPLING_MODES),
-        }
-        for name, (value, allowed) in choices.items():
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
-        if self.encoder is not None and self.encoder not in ENCODERS:
-            raise ValueError(f"encoder must be one of {', '.join(ENCODERS)} or None; got {self.encoder!r}")
-        for name in ("epochs", "batch_size", "base_filters", "depth", "patience"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be a positive integer; got {getattr(self, name)}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"lr must be a positive number; got {self.lr}")
-        if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
-            raise ValueError(f"max_steps_per_epoch must be >= 1 or None; got {self.max_steps_per_epoch}")
-        if self.image_size is not None:
-            check_image_size(int(self.image_size), self.depth, self.encoder)
-
-
-def check_image_size(image_size: int, depth: int, encoder: str | None = None) -> None:
-    """Raise ``ValueError`` if ``image_size`` is not divisible by the U-Net's total stride."""
-    factor = 2 ** (ENCODER_DEPTH if encoder else depth)
-    if image_size < 1 or image_size % factor:
-        raise ValueError(
-            f"image size {image_size} is not divisible by 2**{ENCODER_DEPTH if encoder else depth} = {factor}, "
-            f"which a U-Net of depth {ENCODER_DEPTH if encoder else depth} needs; choose a multiple of {factor}"
-        )
-
-
-def check_prepared(data: str | os.PathLike[str]) -> Path:
-    """The prepared folder, after checking it holds ``dataset.json`` and ``manifest.csv``."""
-    prep = Path(data)
-    if not prep.is_dir():
-        raise FacesegmError(
-            f"prepared dataset folder not found: {prep}; expected the output of `facesegm prepare` "
-            "(train/ val/ test/, manifest.csv, dataset.json)"
-        )
-    missing = [n for n in ("dataset.json", "manifest.csv") if not (prep / n).is_file()]
-    if missing:
-        raise FacesegmError(
-            f"{prep} is not a prepared dataset: {', '.join(missing)} missing; run `facesegm prepare` first"
-        )
-    return prep
-
-
-def _split_count(info: dict[str, Any], split: str) -> int | None:
-    counts = info.get("counts") or info.get("split_counts") or {}
-    value = counts.get(split) if isinstance(counts, dict) else None
-    return int(value) if value is not None else None
-
-
-def _info_size(info: dict[str, Any]) -> int | None:
-    for key in ("size", "image_size"):
-        value = info.get(key)
-        if isinstance(value, (list, tuple)):
-            value = value[0]
-        if value is not None:
-            return int(value)
-    return None
+from facesegm_utils.losses import get_loss
+from facesegm_utils.model import build_unet
+from facesegm_utils.trainconfig import (
+    PRECISIONS,
+    STRATEGIES,
+    TrainConfig,
+    check_image_size,
+    check_prepared,
+    command_line,
+    info_size,
+    split_count,
+)
+from facesegm_utils.trainconfig import add_arguments as add_arguments
 
 
 # ---------------------------------------------------------------------------- devices & precision
@@ -237,13 +87,6 @@ def make_strategy(name: str = "auto") -> Any:
     return tf.distribute.get_strategy()
 
 
-def tensorboard_available() -> bool:
-    """Whether the ``tensorboard`` package (needed by the TensorBoard callback) is installed."""
-    import importlib.util
-
-    return importlib.util.find_spec("tensorboard") is not None
-
-
 def resolve_precision(mode: str) -> str:
     """The Keras dtype policy for ``--mixed-precision``: ``auto`` = mixed_float16 on a GPU, else float32."""
     if mode not in PRECISIONS:
@@ -251,99 +94,6 @@ def resolve_precision(mode: str) -> str:
     if mode == "on" or (mode == "auto" and gpu_count() > 0):
         return "mixed_float16"
     return "float32"
-
-
-# --------------------------------------------------------------------------------------- callbacks
-class BestModelCheckpoint(keras.callbacks.Callback):
-    """Save the model to ``path`` (atomically) whenever ``monitor`` improves (mode max).
-
-    ``export`` may return another model to save (a float32 twin under mixed precision): its weights
-    are copied from the training model first.
-    """
-
-    def __init__(
-        self, path: Path, monitor: str = "val_miou", initial_best: float = -math.inf, export: Any = None
-    ) -> None:
-        super().__init__()
-        self.path = Path(path)
-        self.monitor = monitor
-        self.best = initial_best
-        self.best_epoch: int | None = None
-        self.export = export
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        value = (logs or {}).get(self.monitor)
-        if value is None or not math.isfinite(float(value)) or float(value) <= self.best:
-            return
-        self.best, self.best_epoch = float(value), epoch + 1
-        target = self.model
-        if self.export is not None:
-            target = self.export()
-            target.set_weights(self.model.get_weights())
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.stem}.tmp.keras")
-        target.save(tmp)
-        os.replace(tmp, self.path)
-
-
-class HistoryCSV(keras.callbacks.Callback):
-    """One row per epoch in ``path`` (epoch numbered from 1, learning rate, every log); rewritten
-    atomically after each epoch and kept across resumes (rows after the resume point are dropped)."""
-
-    def __init__(self, path: Path, append: bool) -> None:
-        super().__init__()
-        self.path = Path(path)
-        self.rows: list[dict[str, Any]] = read_history(self.path) if append and self.path.is_file() else []
-
-    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self.rows = [r for r in self.rows if int(float(r["epoch"])) <= epoch]
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        row: dict[str, Any] = {"epoch": epoch + 1}
-        try:
-            row["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-        except (AttributeError, TypeError, ValueError):
-            pass
-        row.update({k: float(v) for k, v in (logs or {}).items() if k not in ("learning_rate", "lr")})
-        self.rows.append(row)
-        keys: list[str] = []
-        for r in self.rows:
-            keys.extend(k for k in r if k not in keys)
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(self.rows)
-        atomic_write_text(self.path, buf.getvalue())
-
-
-class NaNGuard(keras.callbacks.TerminateOnNaN):
-    """TerminateOnNaN that also remembers the (1-based) epoch where the loss became NaN or infinite."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.epoch = 0
-        self.nan_epoch: int | None = None
-
-    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self.epoch = epoch
-
-    def on_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)) and self.nan_epoch is None:
-            self.nan_epoch = self.epoch + 1
-        super().on_batch_end(batch, logs)
-
-
-def read_history(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Rows of a ``history.csv`` with numbers as floats."""
-    return read_numeric_csv(path)
-
-
-def history_columns(path: str | os.PathLike[str]) -> dict[str, list[float]]:
-    """``history.csv`` as ``{column: [value per epoch]}``."""
-    rows = read_history(path)
-    keys = list(rows[0]) if rows else []
-    return {k: [r.get(k, math.nan) for r in rows] for k in keys}
 
 
 # ------------------------------------------------------------------------------------------- train
@@ -364,7 +114,7 @@ def _datasets(cfg: TrainConfig, prep: Path, global_batch: int, image_size: int, 
         image_size=image_size,
     )
     # with several replicas, a partial last batch cannot be sharded evenly: drop it when possible
-    n_val = _split_count(pipeline.read_dataset_info(prep), "val") or 0
+    n_val = split_count(pipeline.read_dataset_info(prep), "val") or 0
     val_ds = pipeline.make_dataset(
         prep,
         "val",
@@ -411,11 +161,11 @@ def train(config: TrainConfig | dict[str, Any], callbacks: list[Any] | None = No
     from facesegm_utils import pipeline
 
     info = pipeline.read_dataset_info(prep)
-    image_size = int(cfg.image_size or _info_size(info) or 0)
+    image_size = int(cfg.image_size or info_size(info) or 0)
     if not image_size:
         raise FacesegmError(f"no image size given and none found in {prep / 'dataset.json'}")
     check_image_size(image_size, cfg.depth, cfg.encoder)
-    n_train = _split_count(info, "train")
+    n_train = split_count(info, "train")
     if n_train == 0:
         raise FacesegmError(f"the prepared dataset {prep} has no training images")
 
@@ -634,53 +384,7 @@ def compare_losses(
     return rows
 
 
-def command_line(cfg: TrainConfig) -> str:
-    """The ``facesegm train`` command that reproduces ``cfg``."""
-    parts = ["facesegm train", f"--data {cfg.data}", f"--out {cfg.out}"]
-    for f in dataclasses.fields(cfg):
-        if f.name in ("data", "out", "extra"):
-            continue
-        value = getattr(cfg, f.name)
-        if value is None or value == f.default:
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        if isinstance(value, bool):
-            parts.append(flag if value else f"--no-{f.name.replace('_', '-')}")
-        else:
-            parts.append(f"{flag} {value}")
-    return " ".join(parts)
-
-
 # --------------------------------------------------------------------------------------------- CLI
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``facesegm train``."""
-    d = TrainConfig(data="", out="")
-    parser.add_argument("--data", required=True, help="prepared dataset folder (from `facesegm prepare`)")
-    parser.add_argument(
-        "--out", required=True, help="run folder (model.keras, history.csv, logs/, config.json)"
-    )
-    parser.add_argument("--image-size", type=int, default=None, help="default: the prepared dataset's size")
-    parser.add_argument("--epochs", type=int, default=d.epochs)
-    parser.add_argument("--batch-size", type=int, default=d.batch_size, help="per replica")
-    parser.add_argument("--loss", choices=LOSS_NAMES, default=d.loss)
-    parser.add_argument("--class-weights", choices=CLASS_WEIGHT_METHODS, default=d.class_weights)
-    parser.add_argument("--base-filters", type=int, default=d.base_filters)
-    parser.add_argument("--depth", type=int, default=d.depth)
-    parser.add_argument("--dropout", type=float, default=d.dropout)
-    parser.add_argument("--upsampling", choices=UPSAMPLING_MODES, default=d.upsampling)
-    parser.add_argument("--encoder", choices=tuple(ENCODERS), default=None)
-    parser.add_argument("--encoder-weights", choices=("imagenet",), default=None, help="needs internet once")
-    parser.add_argument("--lr", type=float, default=d.lr)
-    parser.add_argument("--schedule", choices=SCHEDULES, default=d.schedule)
-    parser.add_argument("--mixed-precision", choices=PRECISIONS, default=d.mixed_precision)
-    parser.add_argument("--strategy", choices=STRATEGIES, default=d.strategy)
-    parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience (epochs)")
-    parser.add_argument("--max-steps-per-epoch", type=int, default=None)
-    parser.add_argument("--no-augment", dest="augment", action="store_false")
-    parser.add_argument("--no-cache", dest="cache", action="store_false")
-
-
 def run_cli(args: argparse.Namespace) -> int:
     """Run ``facesegm train``."""
     names = {f.name for f in dataclasses.fields(TrainConfig)} - {"extra"}

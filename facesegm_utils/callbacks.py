@@ -1,0 +1,178 @@
+"""What training watches and writes: the dataset-level mIoU metric, the callbacks, model loading.
+
+:class:`DatasetMeanIoU` is the metric every run reports; :func:`load_model` loads a ``.keras`` file
+written by this package with its custom objects; :class:`BestModelCheckpoint`, :class:`HistoryCSV` and
+:class:`NaNGuard` are the callbacks of :func:`facesegm_utils.training.train`; :func:`read_history`
+reads the ``history.csv`` they write.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from facesegm_utils.fileio import FacesegmError, atomic_write_text, read_numeric_csv
+from facesegm_utils.labels import NUM_CLASSES
+from facesegm_utils.losses import CEDiceLoss, SoftDiceLoss, SparseCrossEntropy
+
+
+# ----------------------------------------------------------------------------------------- metrics
+@keras.saving.register_keras_serializable(package="facesegm")
+class DatasetMeanIoU(keras.metrics.MeanIoU):
+    """Mean IoU from logits over one confusion matrix accumulated across the whole epoch.
+
+    Classes absent from both truth and prediction over the epoch are left out of the mean (Keras'
+    ``MeanIoU`` rule). This is the dataset-level mIoU, not an average of per-batch figures.
+    """
+
+    def __init__(self, num_classes: int = NUM_CLASSES, name: str = "miou", **kwargs: Any) -> None:
+        kwargs.setdefault("sparse_y_true", True)
+        kwargs.setdefault("sparse_y_pred", False)
+        super().__init__(num_classes=num_classes, name=name, **kwargs)
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
+        if len(y_true.shape) == len(y_pred.shape):
+            y_true = keras.ops.squeeze(y_true, axis=-1)
+        return super().update_state(y_true, y_pred, sample_weight)
+
+
+def custom_objects() -> dict[str, Any]:
+    """The package's serializable objects, for ``keras.models.load_model``."""
+    return {
+        "facesegm>SparseCrossEntropy": SparseCrossEntropy,
+        "facesegm>SoftDiceLoss": SoftDiceLoss,
+        "facesegm>CEDiceLoss": CEDiceLoss,
+        "facesegm>DatasetMeanIoU": DatasetMeanIoU,
+    }
+
+
+def load_model(path: str | os.PathLike[str], compile: bool = False) -> keras.Model:
+    """Load a ``.keras`` model saved by this package (custom losses and metric included)."""
+    path = Path(path)
+    if path.is_dir() and (path / "model.keras").is_file():
+        path = path / "model.keras"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"model not found: {path} (expected a .keras file or a run folder holding model.keras)"
+        )
+    if path.suffix != ".keras":
+        raise FacesegmError(f"cannot load {path}: expected a .keras file written by `facesegm train`")
+    return keras.models.load_model(path, compile=compile, custom_objects=custom_objects())
+
+
+def compile_model(model: keras.Model, loss: keras.losses.Loss, learning_rate: Any, num_classes: int) -> None:
+    """Compile with Adam, ``loss`` and the metrics ``pixel_accuracy`` and ``miou``."""
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=loss,
+        metrics=[
+            keras.metrics.SparseCategoricalAccuracy(name="pixel_accuracy"),
+            DatasetMeanIoU(num_classes, name="miou"),
+        ],
+    )
+
+
+def tensorboard_available() -> bool:
+    """Whether the ``tensorboard`` package (needed by the TensorBoard callback) is installed."""
+    import importlib.util
+
+    return importlib.util.find_spec("tensorboard") is not None
+
+
+# --------------------------------------------------------------------------------------- callbacks
+class BestModelCheckpoint(keras.callbacks.Callback):
+    """Save the model to ``path`` (atomically) whenever ``monitor`` improves (mode max).
+
+    ``export`` may return another model to save (a float32 twin under mixed precision): its weights
+    are copied from the training model first.
+    """
+
+    def __init__(
+        self, path: Path, monitor: str = "val_miou", initial_best: float = -math.inf, export: Any = None
+    ) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.monitor = monitor
+        self.best = initial_best
+        self.best_epoch: int | None = None
+        self.export = export
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        value = (logs or {}).get(self.monitor)
+        if value is None or not math.isfinite(float(value)) or float(value) <= self.best:
+            return
+        self.best, self.best_epoch = float(value), epoch + 1
+        target = self.model
+        if self.export is not None:
+            target = self.export()
+            target.set_weights(self.model.get_weights())
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.stem}.tmp.keras")
+        target.save(tmp)
+        os.replace(tmp, self.path)
+
+
+class HistoryCSV(keras.callbacks.Callback):
+    """One row per epoch in ``path`` (epoch numbered from 1, learning rate, every log); rewritten
+    atomically after each epoch and kept across resumes (rows after the resume point are dropped)."""
+
+    def __init__(self, path: Path, append: bool) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.rows: list[dict[str, Any]] = read_history(self.path) if append and self.path.is_file() else []
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.rows = [r for r in self.rows if int(float(r["epoch"])) <= epoch]
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        row: dict[str, Any] = {"epoch": epoch + 1}
+        try:
+            row["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        except (AttributeError, TypeError, ValueError):
+            pass
+        row.update({k: float(v) for k, v in (logs or {}).items() if k not in ("learning_rate", "lr")})
+        self.rows.append(row)
+        keys: list[str] = []
+        for r in self.rows:
+            keys.extend(k for k in r if k not in keys)
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        atomic_write_text(self.path, buf.getvalue())
+
+
+class NaNGuard(keras.callbacks.TerminateOnNaN):
+    """TerminateOnNaN that also remembers the (1-based) epoch where the loss became NaN or infinite."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.epoch = 0
+        self.nan_epoch: int | None = None
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.epoch = epoch
+
+    def on_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)) and self.nan_epoch is None:
+            self.nan_epoch = self.epoch + 1
+        super().on_batch_end(batch, logs)
+
+
+def read_history(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Rows of a ``history.csv`` with numbers as floats."""
+    return read_numeric_csv(path)
+
+
+def history_columns(path: str | os.PathLike[str]) -> dict[str, list[float]]:
+    """``history.csv`` as ``{column: [value per epoch]}``."""
+    rows = read_history(path)
+    keys = list(rows[0]) if rows else []
+    return {k: [r.get(k, math.nan) for r in rows] for k in keys}

@@ -1,0 +1,178 @@
+"""The configuration of a training run: :class:`TrainConfig`, its option choices and checks.
+
+``TrainConfig`` holds every option of ``facesegm train`` (its defaults are the course's recommended
+recipe); :func:`add_arguments` turns it into the command line's options and :func:`command_line`
+turns a configuration back into the command that reproduces it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from facesegm_utils.fileio import FacesegmError
+from facesegm_utils.losses import LOSS_NAMES
+from facesegm_utils.model import ENCODER_DEPTH, ENCODERS, UPSAMPLING_MODES
+
+CLASS_WEIGHT_METHODS: tuple[str, ...] = ("none", "median_frequency", "inverse_sqrt")
+SCHEDULES: tuple[str, ...] = ("plateau", "cosine", "constant")
+PRECISIONS: tuple[str, ...] = ("auto", "on", "off")
+STRATEGIES: tuple[str, ...] = ("auto", "default", "mirrored", "multiworker")
+
+
+@dataclass
+class TrainConfig:
+    """Every option of a training run. ``image_size=None`` takes the prepared dataset's size."""
+
+    data: str
+    out: str
+    image_size: int | None = None
+    epochs: int = 20
+    batch_size: int = 8
+    loss: str = "ce+dice"
+    class_weights: str = "none"
+    base_filters: int = 32
+    depth: int = 4
+    dropout: float = 0.0
+    upsampling: str = "transpose"
+    encoder: str | None = None
+    encoder_weights: str | None = None
+    lr: float = 1e-3
+    schedule: str = "plateau"
+    mixed_precision: str = "auto"
+    strategy: str = "auto"
+    seed: int = 0
+    patience: int = 8
+    max_steps_per_epoch: int | None = None
+    augment: bool = True
+    cache: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown training options {unknown}; expected some of {sorted(names)}")
+        return cls(**data)
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first option that is out of range."""
+        choices = {
+            "loss": (self.loss, LOSS_NAMES),
+            "class_weights": (self.class_weights, CLASS_WEIGHT_METHODS),
+            "schedule": (self.schedule, SCHEDULES),
+            "mixed_precision": (self.mixed_precision, PRECISIONS),
+            "strategy": (self.strategy, STRATEGIES),
+            "upsampling": (self.upsampling, UPSAMPLING_MODES),
+        }
+        for name, (value, allowed) in choices.items():
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+        if self.encoder is not None and self.encoder not in ENCODERS:
+            raise ValueError(f"encoder must be one of {', '.join(ENCODERS)} or None; got {self.encoder!r}")
+        for name in ("epochs", "batch_size", "base_filters", "depth", "patience"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be a positive integer; got {getattr(self, name)}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a positive number; got {self.lr}")
+        if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
+            raise ValueError(f"max_steps_per_epoch must be >= 1 or None; got {self.max_steps_per_epoch}")
+        if self.image_size is not None:
+            check_image_size(int(self.image_size), self.depth, self.encoder)
+
+
+def check_image_size(image_size: int, depth: int, encoder: str | None = None) -> None:
+    """Raise ``ValueError`` if ``image_size`` is not divisible by the U-Net's total stride."""
+    factor = 2 ** (ENCODER_DEPTH if encoder else depth)
+    if image_size < 1 or image_size % factor:
+        raise ValueError(
+            f"image size {image_size} is not divisible by 2**{ENCODER_DEPTH if encoder else depth} = {factor}, "
+            f"which a U-Net of depth {ENCODER_DEPTH if encoder else depth} needs; choose a multiple of {factor}"
+        )
+
+
+def check_prepared(data: str | os.PathLike[str]) -> Path:
+    """The prepared folder, after checking it holds ``dataset.json`` and ``manifest.csv``."""
+    prep = Path(data)
+    if not prep.is_dir():
+        raise FacesegmError(
+            f"prepared dataset folder not found: {prep}; expected the output of `facesegm prepare` "
+            "(train/ val/ test/, manifest.csv, dataset.json)"
+        )
+    missing = [n for n in ("dataset.json", "manifest.csv") if not (prep / n).is_file()]
+    if missing:
+        raise FacesegmError(
+            f"{prep} is not a prepared dataset: {', '.join(missing)} missing; run `facesegm prepare` first"
+        )
+    return prep
+
+
+def split_count(info: dict[str, Any], split: str) -> int | None:
+    counts = info.get("counts") or info.get("split_counts") or {}
+    value = counts.get(split) if isinstance(counts, dict) else None
+    return int(value) if value is not None else None
+
+
+def info_size(info: dict[str, Any]) -> int | None:
+    for key in ("size", "image_size"):
+        value = info.get(key)
+        if isinstance(value, (list, tuple)):
+            value = value[0]
+        if value is not None:
+            return int(value)
+    return None
+
+
+def command_line(cfg: TrainConfig) -> str:
+    """The ``facesegm train`` command that reproduces ``cfg``."""
+    parts = ["facesegm train", f"--data {cfg.data}", f"--out {cfg.out}"]
+    for f in dataclasses.fields(cfg):
+        if f.name in ("data", "out", "extra"):
+            continue
+        value = getattr(cfg, f.name)
+        if value is None or value == f.default:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(value, bool):
+            parts.append(flag if value else f"--no-{f.name.replace('_', '-')}")
+        else:
+            parts.append(f"{flag} {value}")
+    return " ".join(parts)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``facesegm train``."""
+    d = TrainConfig(data="", out="")
+    parser.add_argument("--data", required=True, help="prepared dataset folder (from `facesegm prepare`)")
+    parser.add_argument(
+        "--out", required=True, help="run folder (model.keras, history.csv, logs/, config.json)"
+    )
+    parser.add_argument("--image-size", type=int, default=None, help="default: the prepared dataset's size")
+    parser.add_argument("--epochs", type=int, default=d.epochs)
+    parser.add_argument("--batch-size", type=int, default=d.batch_size, help="per replica")
+    parser.add_argument("--loss", choices=LOSS_NAMES, default=d.loss)
+    parser.add_argument("--class-weights", choices=CLASS_WEIGHT_METHODS, default=d.class_weights)
+    parser.add_argument("--base-filters", type=int, default=d.base_filters)
+    parser.add_argument("--depth", type=int, default=d.depth)
+    parser.add_argument("--dropout", type=float, default=d.dropout)
+    parser.add_argument("--upsampling", choices=UPSAMPLING_MODES, default=d.upsampling)
+    parser.add_argument("--encoder", choices=tuple(ENCODERS), default=None)
+    parser.add_argument("--encoder-weights", choices=("imagenet",), default=None, help="needs internet once")
+    parser.add_argument("--lr", type=float, default=d.lr)
+    parser.add_argument("--schedule", choices=SCHEDULES, default=d.schedule)
+    parser.add_argument("--mixed-precision", choices=PRECISIONS, default=d.mixed_precision)
+    parser.add_argument("--strategy", choices=STRATEGIES, default=d.strategy)
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience (epochs)")
+    parser.add_argument("--max-steps-per-epoch", type=int, default=None)
+    parser.add_argument("--no-augment", dest="augment", action="store_false")
+    parser.add_argument("--no-cache", dest="cache", action="store_false")
