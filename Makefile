@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+KERNEL := $(VENV)/share/jupyter/kernels/python3/kernel.json
 OUT    ?= outputs
 PROFILE ?= quick
 
@@ -10,8 +11,9 @@ PROFILE ?= quick
 
 help:
 	@echo "make course  - install, generate synthetic faces, run every notebook (quick profile) into $(OUT)/"
+	@echo "               (PROFILE=full, ARGS='--set EPOCHS=2 --data DIR' pass through to facesegm course)"
 	@echo "make test    - install, then run the unit tests and every notebook under pytest"
-	@echo "make lab     - open JupyterLab on notebooks/"
+	@echo "make lab     - JupyterLab on your working copies of the notebooks in lab/ (made on first use)"
 	@echo "make lint    - ruff check and format check"
 
 $(BIN)/python:
@@ -21,15 +23,20 @@ $(BIN)/python:
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install -e ".[dev]"
-	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (facesegm)"
 	touch $(STAMP)
 
-install: $(STAMP)
+# The notebooks' kernel. Its env sets TensorFlow's C++ log level for the kernel only (3: no INFO/WARNING/
+# ERROR lines such as the cuInit message on CPU machines), so no module changes global state at import.
+$(KERNEL): $(STAMP) Makefile
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (facesegm)" \
+		--env TF_CPP_MIN_LOG_LEVEL 3
 
-course: $(STAMP)
-	$(BIN)/facesegm course --profile $(PROFILE) --out $(OUT)
+install: $(STAMP) $(KERNEL)
 
-test: $(STAMP)
+course: $(STAMP) $(KERNEL)
+	$(BIN)/facesegm course --profile $(PROFILE) --out $(OUT) $(ARGS)
+
+test: $(STAMP) $(KERNEL)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
@@ -40,8 +47,10 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks/
+# Working copies in lab/ (made on first use, never overwritten), so notebooks/ stays as committed;
+# --allow-root is passed only when running as root (and said so). ARGS go to jupyter lab.
+lab: $(STAMP) $(KERNEL)
+	$(BIN)/python -m facesegm_utils.lab $(ARGS)
 
 clean:
 	rm -rf $(OUT) .pytest_cache

@@ -135,6 +135,40 @@ def resolve_data(profile: dict[str, Any], data: str | None, out_dir: Path) -> Pa
     return raw
 
 
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """``NAME=VALUE`` strings (``--set``) as a dict; each value a JSON literal, else the plain string."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        name, sep, text = item.partition("=")
+        if not sep or not name.strip():
+            raise FacesegmError(f"--set expects NAME=VALUE (e.g. EPOCHS=2), got {item!r}")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        out[name.strip()] = value
+    return out
+
+
+def apply_overrides(profile: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``profile`` with each named parameter replaced wherever the profile sets it.
+
+    A name the profile does not set (in ``common`` or any notebook) is an error listing the valid ones.
+    """
+    sections = [profile.get("common", {}), *profile.get("notebooks", {}).values()]
+    valid = sorted({k for section in sections for k in section})
+    unknown = sorted(set(overrides) - set(valid))
+    if unknown:
+        raise FacesegmError(
+            f"unknown profile parameter(s) {', '.join(unknown)} for --set; expected one of {', '.join(valid)} "
+            "(use --data for the raw folder and --out for the output folder)"
+        )
+    new = json.loads(json.dumps(profile))  # a deep copy
+    for section in [new.get("common", {}), *new.get("notebooks", {}).values()]:
+        section.update({k: v for k, v in overrides.items() if k in section})
+    return new
+
+
 class NotebookFailed(FacesegmError):
     """A course notebook raised; the message names the notebook, the cell and the error."""
 
@@ -171,12 +205,16 @@ def run_course(
     only: list[str] | None = None,
     notebook_dir: str | os.PathLike[str] = NOTEBOOK_DIR,
     profiles_file: str | os.PathLike[str] | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run the course notebooks in order; stop at the first failure. Return the summary dict."""
+    """Run the course notebooks in order; stop at the first failure. Return the summary dict.
+
+    ``overrides`` (``--set NAME=VALUE``) replace profile parameters (see :func:`apply_overrides`).
+    """
     profiles = load_profiles(profiles_file or Path(notebook_dir) / "profiles.json")
     if profile_name not in profiles:
         raise FacesegmError(f"unknown profile {profile_name!r}; expected one of {', '.join(profiles)}")
-    profile = profiles[profile_name]
+    profile = apply_overrides(profiles[profile_name], overrides or {})
     out_dir = Path(out).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     notebooks = list_notebooks(notebook_dir)
@@ -202,6 +240,7 @@ def run_course(
             metrics[f.stem] = json.loads(f.read_text())
     summary = {
         "profile": profile_name,
+        "overrides": overrides or {},
         "raw_dir": str(raw),
         "out_dir": str(out_dir),
         "seconds": timings,
@@ -215,6 +254,8 @@ def run_course(
 def print_summary(summary: dict[str, Any]) -> None:
     """Print time per notebook, the recorded metrics and where the outputs are."""
     print("\nCourse summary")
+    if summary.get("overrides"):
+        print("  overrides: " + ", ".join(f"{k}={json.dumps(v)}" for k, v in summary["overrides"].items()))
     for name, secs in summary["seconds"].items():
         print(f"  {name:<28} {secs:7.1f} s")
     print(f"  {'total':<28} {sum(summary['seconds'].values()):7.1f} s")
@@ -241,9 +282,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--only", nargs="*", default=None, help="run only notebooks whose names start with these (e.g. 01 02)"
     )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a profile parameter (repeatable); VALUE is a JSON literal, else a string, "
+        "e.g. --set EPOCHS=2 --set ENCODER=null --set LOSS=ce",
+    )
 
 
 def run_cli(args: argparse.Namespace) -> int:
     """Run ``facesegm course``."""
-    run_course(args.profile, args.data, args.out, args.only)
+    run_course(args.profile, args.data, args.out, args.only, overrides=parse_overrides(args.overrides))
     return 0

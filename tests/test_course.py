@@ -87,6 +87,51 @@ def test_missing_real_dataset_is_a_clear_error(tmp_path: Path) -> None:
         course.resolve_data(profile, str(tmp_path / "nowhere"), tmp_path)
 
 
+def test_set_values_are_json_literals_else_strings() -> None:
+    items = ["EPOCHS=2", "LR=0.5", "ENCODER=null", 'LOSSES=["ce", "dice"]', "LOSS=ce+dice", "C=#b0204a"]
+    assert course.parse_overrides(items + ["FLAG=true", 'Q="3"', "EQ=a=b", "EMPTY="]) == {
+        "EPOCHS": 2,
+        "LR": 0.5,
+        "ENCODER": None,
+        "LOSSES": ["ce", "dice"],
+        "LOSS": "ce+dice",
+        "C": "#b0204a",
+        "FLAG": True,
+        "Q": "3",
+        "EQ": "a=b",
+        "EMPTY": "",
+    }
+    assert course.parse_overrides(None) == {}
+    for bad in ("EPOCHS", "=3"):
+        with pytest.raises(FacesegmError, match="NAME=VALUE"):
+            course.parse_overrides([bad])
+
+
+def test_overrides_replace_every_occurrence_and_reject_unknown_names() -> None:
+    profile = {
+        "data": {"kind": "synthetic"},
+        "common": {"IMAGE_SIZE": 512, "SEED": 0},
+        "notebooks": {"03_a": {"BASE_FILTERS": 32}, "04_b": {"BASE_FILTERS": 32, "EPOCHS": 60}},
+    }
+    new = course.apply_overrides(profile, {"BASE_FILTERS": 8, "EPOCHS": 1, "IMAGE_SIZE": 256})
+    assert new["common"] == {"IMAGE_SIZE": 256, "SEED": 0}
+    assert new["notebooks"] == {"03_a": {"BASE_FILTERS": 8}, "04_b": {"BASE_FILTERS": 8, "EPOCHS": 1}}
+    assert profile["notebooks"]["04_b"]["EPOCHS"] == 60  # the loaded profile is left alone
+    with pytest.raises(FacesegmError) as info:
+        course.apply_overrides(profile, {"EPOCH": 1, "RAW_DIR": "x"})
+    msg = str(info.value)
+    assert "EPOCH, RAW_DIR" in msg and "BASE_FILTERS, EPOCHS, IMAGE_SIZE, SEED" in msg and "--data" in msg
+
+
+def test_cli_set_unknown_name_exits_2_listing_valid_ones(tmp_path: Path, capsys) -> None:
+    from facesegm_utils.cli import main
+
+    rc = main(["course", "--profile", "full", "--out", str(tmp_path), "--set", "EPOCHZ=1"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "EPOCHZ" in err and "EPOCHS" in err and "COMPARE_STEPS" in err
+    assert not (tmp_path / "notebooks").exists()
+
+
 def test_record_metrics_converts_numpy_scalars(tmp_path: Path) -> None:
     import numpy as np
 
@@ -123,6 +168,16 @@ def test_only_runs_selected_notebooks_and_cli_errors_exit_2(
     assert list(summary["seconds"]) == ["01_ok"]
     assert summary["metrics"]["01_ok"] == {"value": 21}
     assert (tmp_path / "ok" / "course_summary.json").exists()
+    # --set reaches the notebook (VALUE * SEED = 5 * 2) and --data still picks the raw folder
+    summary = course.run_course(
+        "quick",
+        str(raw),
+        tmp_path / "set",
+        notebook_dir=nbdir,
+        only=["01"],
+        overrides={"VALUE": 5, "SEED": 2},
+    )
+    assert summary["metrics"]["01_ok"] == {"value": 10} and summary["raw_dir"] == str(raw.resolve())
     rc = main(["course", "--profile", "nope", "--data", str(raw), "--out", str(tmp_path / "x")])
     assert rc == 2
     assert "unknown profile" in capsys.readouterr().err
