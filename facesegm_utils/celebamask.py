@@ -1,6 +1,7 @@
 """Read the raw CelebAMask-HQ layout: images, one binary PNG per face part, and the official split.
 
-The raw layout (the real dataset, and what :mod:`facesegm_utils.synthetic` writes)::
+The raw layout (the real dataset, and what :mod:`facesegm_utils.synthetic` writes) is described
+once in :mod:`facesegm_utils.layout`::
 
     RAW/CelebA-HQ-img/{k}.jpg                               30,000 RGB JPEGs, 1024x1024
     RAW/CelebAMask-HQ-mask-anno/{k//2000}/{k:05d}_{part}.png one 512x512 mask per present part
@@ -15,7 +16,6 @@ resolution, and the merged map is resized nearest-neighbour only.
 from __future__ import annotations
 
 import os
-import re
 import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -28,19 +28,23 @@ import numpy as np
 from facesegm_utils.fileio import FacesegmError
 from facesegm_utils.labels import NUM_CLASSES, PART_ORDER
 
-IMAGE_DIR = "CelebA-HQ-img"
-MASK_DIR = "CelebAMask-HQ-mask-anno"
-MAPPING_FILE = "CelebA-HQ-to-CelebA-mapping.txt"
-#: the folder name the official archive unpacks to (``--raw`` may point at its parent)
-DATASET_FOLDER = "CelebAMask-HQ"
-#: official CelebA partition: ``orig_idx < TRAIN_END`` is train, ``< VAL_END`` is val, the rest test
-TRAIN_END = 162771
-VAL_END = 182638
-SPLITS: tuple[str, ...] = ("train", "val", "test")
-IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png")
+# the layout's names, also read as ``celebamask.IMAGE_DIR`` and so on by prepare and the tests
+from facesegm_utils.layout import (
+    DATASET_FOLDER,
+    IMAGE_DIR,
+    IMAGE_EXTENSIONS,
+    IMAGE_FILE_RE,
+    MAPPING_FILE,
+    MASK_DIR,
+    PART_FILE_RE,
+    TRAIN_END,  # noqa: F401 - re-exported
+    VAL_END,  # noqa: F401 - re-exported
+    image_name,
+    official_split_of,
+    read_mapping,  # noqa: F401 - re-exported
+)
 
-_PART_FILE_RE = re.compile(r"^(\d{5})_(.+)\.png$", re.IGNORECASE)
-_IMAGE_FILE_RE = re.compile(r"^(\d+)\.(jpe?g|png)$", re.IGNORECASE)
+SPLITS: tuple[str, ...] = ("train", "val", "test")
 _PART_LABEL = {name: i + 1 for i, name in enumerate(PART_ORDER)}
 
 
@@ -103,7 +107,7 @@ def scan_parts(raw_dir: str | os.PathLike[str]) -> PartScan:
         for name in entries:
             if _is_hidden(name):
                 continue
-            match = _PART_FILE_RE.match(name)
+            match = PART_FILE_RE.match(name)
             if match is None:
                 scan.ignored.append(str(folder / name))
                 continue
@@ -134,7 +138,7 @@ def list_image_ids(raw_dir: str | os.PathLike[str]) -> list[int]:
     ids = set()
     with os.scandir(img_root) as it:
         for e in it:
-            match = _IMAGE_FILE_RE.match(e.name)
+            match = IMAGE_FILE_RE.match(e.name)
             if match and e.is_file():
                 ids.add(int(match.group(1)))
     return sorted(ids)
@@ -145,7 +149,7 @@ def image_path(raw_dir: str | os.PathLike[str], k: int) -> Path:
     root = Path(raw_dir) / IMAGE_DIR
     if not root.is_dir():
         root = resolve_raw_dir(raw_dir) / IMAGE_DIR
-    default = root / f"{int(k)}.jpg"
+    default = root / image_name(k)
     if default.exists():
         return default
     for ext in IMAGE_EXTENSIONS[1:]:
@@ -153,35 +157,6 @@ def image_path(raw_dir: str | os.PathLike[str], k: int) -> Path:
             if cand.exists():
                 return cand
     return default
-
-
-def read_mapping(path: str | os.PathLike[str]) -> dict[int, int]:
-    """Parse ``CelebA-HQ-to-CelebA-mapping.txt`` into ``{idx: orig_idx}``.
-
-    The first line is a header (``idx orig_idx orig_file``); rows are separated by runs of whitespace.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"mapping file not found: {path} (expected {MAPPING_FILE} with columns idx orig_idx orig_file)"
-        )
-    mapping: dict[int, int] = {}
-    for lineno, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
-        cols = line.split()
-        if not cols:
-            continue
-        if lineno == 1 and not cols[0].isdigit():
-            continue  # header
-        try:
-            mapping[int(cols[0])] = int(cols[1])
-        except (ValueError, IndexError):
-            raise FacesegmError(
-                f"{path} line {lineno}: expected 'idx orig_idx orig_file' with integer idx and orig_idx, "
-                f"got {line.strip()!r}"
-            ) from None
-    if not mapping:
-        raise FacesegmError(f"mapping file {path} holds no rows; expected 'idx orig_idx orig_file' lines")
-    return mapping
 
 
 def official_split(mapping: Mapping[int, int], ids: Sequence[int]) -> dict[str, list[int]]:
@@ -197,8 +172,7 @@ def official_split(mapping: Mapping[int, int], ids: Sequence[int]) -> dict[str, 
             f"expected every image id in the idx column of {MAPPING_FILE}"
         )
     for k in sorted(ids):
-        orig = mapping[k]
-        out["train" if orig < TRAIN_END else "val" if orig < VAL_END else "test"].append(int(k))
+        out[official_split_of(mapping[k])].append(int(k))
     return out
 
 

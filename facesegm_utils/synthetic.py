@@ -1,6 +1,7 @@
 """Procedural faces in the exact raw CelebAMask-HQ layout, so the course runs without the real data.
 
-``facesegm synth --out DIR --count N --size S [--mask-size M] --seed K [--start 0]`` writes::
+``facesegm synth --out DIR --count N --size S [--mask-size M] --seed K [--start 0]`` writes, in the
+layout :mod:`facesegm_utils.layout` describes::
 
     DIR/CelebA-HQ-img/{k}.jpg                                   RGB, S x S
     DIR/CelebAMask-HQ-mask-anno/{k // 2000}/{k:05d}_{part}.png  M x M (default S), one channel, 0/255
@@ -40,18 +41,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from facesegm_utils import layout
 from facesegm_utils.fileio import atomic_write_bytes, atomic_write_text, encode_image
 from facesegm_utils.labels import PART_ORDER
 
-IMAGE_DIR = "CelebA-HQ-img"
-MASK_DIR = "CelebAMask-HQ-mask-anno"
-MAPPING_FILE = "CelebA-HQ-to-CelebA-mapping.txt"
-#: ids per mask sub-folder, as in the real dataset
-FOLDER_SIZE = 2000
-#: the official CelebA partition: orig_idx < 162771 is train, < 182638 val, the rest test
-CELEBA_TRAIN_END = 162771
-CELEBA_VAL_END = 182638
-CELEBA_COUNT = 202599
 #: fraction of faces whose l_/r_ names are swapped (image left = person's left), as in the real data
 SWAP_FRACTION = 0.07
 MIN_SIZE = 32
@@ -824,33 +817,21 @@ def orig_index(seed: int, k: int) -> int:
     evenly over the official partition, so about 80/10/10 of them land in train/val/test.
     """
     rng = np.random.default_rng([int(seed), 0x5EED])
-    step = int(CELEBA_COUNT * 0.6180339887) + int(rng.integers(-5000, 5000))
-    while math.gcd(step, CELEBA_COUNT) != 1:
+    count = layout.CELEBA_COUNT
+    step = int(count * 0.6180339887) + int(rng.integers(-5000, 5000))
+    while math.gcd(step, count) != 1:
         step += 1
-    offset = int(rng.integers(CELEBA_COUNT))
-    return (step * int(k) + offset) % CELEBA_COUNT
-
-
-def _read_mapping(path: Path) -> dict[int, int]:
-    out: dict[int, int] = {}
-    if not path.is_file():
-        return out
-    for line in path.read_text().splitlines()[1:]:
-        parts = line.split()
-        if len(parts) >= 2:
-            out[int(parts[0])] = int(parts[1])
-    return out
+    offset = int(rng.integers(count))
+    return (step * int(k) + offset) % count
 
 
 def write_mapping(out: str | os.PathLike[str], ids: Iterable[int], seed: int) -> Path:
     """Write ``CelebA-HQ-to-CelebA-mapping.txt`` for ``ids`` (merged with ids already listed there)."""
-    path = Path(out) / MAPPING_FILE
-    rows = _read_mapping(path)
+    path = Path(out) / layout.MAPPING_FILE
+    rows = layout.read_mapping(path) if path.is_file() else {}
     for k in ids:
         rows[int(k)] = orig_index(seed, int(k))
-    lines = ["idx         orig_idx    orig_file"]
-    lines += [f"{k:<12d}{o:<12d}{o + 1:06d}.jpg" for k, o in sorted(rows.items())]
-    return atomic_write_text(path, "\n".join(lines) + "\n")
+    return atomic_write_text(path, layout.mapping_text(rows))
 
 
 #: 8-bit PNG, no row filter + run-length deflate: about 5x faster than the defaults for 0/255 masks
@@ -868,15 +849,13 @@ def _write_one(args: tuple[str, int, int, int, int | None]) -> int:
     root = Path(out)
     image, masks, quality = _generate(seed, k, size)
     masks = _resize_masks(masks, mask_size)
-    atomic_write_bytes(
-        root / IMAGE_DIR / f"{k}.jpg", encode_image(image, ".jpg", jpeg_quality=quality), fsync=False
-    )
-    folder = root / MASK_DIR / str(k // FOLDER_SIZE)
+    jpeg = encode_image(image, ".jpg", jpeg_quality=quality)
+    atomic_write_bytes(layout.image_file(root, k), jpeg, fsync=False)
     for name, mk in masks.items():
         ok, buf = cv2.imencode(".png", mk * np.uint8(255), _PNG_PARAMS)
         if not ok:  # pragma: no cover - cv2 failing on a plain uint8 array
             raise RuntimeError(f"could not encode mask {name} of face {k}")
-        atomic_write_bytes(folder / f"{k:05d}_{name}.png", buf.tobytes(), fsync=False)
+        atomic_write_bytes(layout.mask_file(root, k, name), buf.tobytes(), fsync=False)
     return k
 
 

@@ -15,6 +15,7 @@ ORDER = [
     "fileio",
     "env",
     "labels",
+    "layout",
     "synthetic",
     "celebamask",
     "stats",
@@ -36,6 +37,7 @@ ORDER = [
     "widgets",
     "show",
     "course",
+    "lab",
     "cli",
 ]
 

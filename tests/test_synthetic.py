@@ -12,7 +12,7 @@ import pytest
 from conftest import SYNTH_COUNT, SYNTH_SEED, SYNTH_SIZE
 
 from facesegm_utils import celebamask as cm
-from facesegm_utils import cli, prepare, synthetic
+from facesegm_utils import cli, layout, prepare, synthetic
 from facesegm_utils.labels import PART_ORDER, class_id
 
 MASK_RE = re.compile(r"^(\d{5})_([a-z_]+)\.png$")
@@ -28,7 +28,7 @@ def merge(masks: dict[str, np.ndarray], size: int) -> np.ndarray:
 
 
 def read_masks(root, k: int) -> dict[str, np.ndarray]:
-    folder = root / synthetic.MASK_DIR / str(k // 2000)
+    folder = root / layout.MASK_DIR / str(k // 2000)  # the scheme, written out independently
     out = {}
     for path in folder.glob(f"{k:05d}_*.png"):
         out[MASK_RE.match(path.name).group(2)] = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
@@ -36,12 +36,12 @@ def read_masks(root, k: int) -> dict[str, np.ndarray]:
 
 
 def test_layout_names_sizes_and_values(synthetic_raw):
-    images = sorted(p.name for p in (synthetic_raw / synthetic.IMAGE_DIR).iterdir())
+    images = sorted(p.name for p in (synthetic_raw / layout.IMAGE_DIR).iterdir())
     assert images == sorted(f"{k}.jpg" for k in range(SYNTH_COUNT))
-    img = cv2.imread(str(synthetic_raw / synthetic.IMAGE_DIR / "3.jpg"), cv2.IMREAD_UNCHANGED)
+    img = cv2.imread(str(synthetic_raw / layout.IMAGE_DIR / "3.jpg"), cv2.IMREAD_UNCHANGED)
     assert img.shape == (SYNTH_SIZE, SYNTH_SIZE, 3)
-    assert [p.name for p in (synthetic_raw / synthetic.MASK_DIR).iterdir()] == ["0"]
-    names = [p.name for p in (synthetic_raw / synthetic.MASK_DIR / "0").iterdir()]
+    assert [p.name for p in (synthetic_raw / layout.MASK_DIR).iterdir()] == ["0"]
+    names = [p.name for p in (synthetic_raw / layout.MASK_DIR / "0").iterdir()]
     assert not [n for n in names if n.endswith(".tmp") or n.startswith(".")]  # no leftovers
     for name in names:
         match = MASK_RE.match(name)
@@ -55,9 +55,9 @@ def test_layout_names_sizes_and_values(synthetic_raw):
 
 def test_mask_folder_is_id_div_2000(tmp_path):
     synthetic.write_dataset(tmp_path, count=2, size=32, seed=1, start=3999)
-    assert (tmp_path / synthetic.MASK_DIR / "1" / "03999_skin.png").is_file()
-    assert (tmp_path / synthetic.MASK_DIR / "2" / "04000_skin.png").is_file()
-    assert sorted(p.name for p in (tmp_path / synthetic.IMAGE_DIR).iterdir()) == ["3999.jpg", "4000.jpg"]
+    assert (tmp_path / layout.MASK_DIR / "1" / "03999_skin.png").is_file()
+    assert (tmp_path / layout.MASK_DIR / "2" / "04000_skin.png").is_file()
+    assert sorted(p.name for p in (tmp_path / layout.IMAGE_DIR).iterdir()) == ["3999.jpg", "4000.jpg"]
 
 
 def test_generate_face_api_and_determinism():
@@ -88,7 +88,7 @@ def test_same_seed_same_bytes_and_start_offset_equals_full_run(tmp_path):
     assert _tree_bytes(again) == ref
     assert _tree_bytes(split) == ref  # images, masks and the mapping file
     different = _tree_bytes(other)
-    assert different[f"{synthetic.IMAGE_DIR}/0.jpg"] != ref[f"{synthetic.IMAGE_DIR}/0.jpg"]
+    assert different[f"{layout.IMAGE_DIR}/0.jpg"] != ref[f"{layout.IMAGE_DIR}/0.jpg"]
 
 
 def test_workers_give_the_same_files(tmp_path):
@@ -149,7 +149,7 @@ def parse_mapping(path):
 def test_mapping_file_format_and_split(tmp_path):
     ids = range(200)
     synthetic.write_mapping(tmp_path, ids, seed=0)
-    header, rows = parse_mapping(tmp_path / synthetic.MAPPING_FILE)
+    header, rows = parse_mapping(tmp_path / layout.MAPPING_FILE)
     assert header.split() == ["idx", "orig_idx", "orig_file"]
     assert header == "idx         orig_idx    orig_file"
     assert [r[0] for r in rows] == list(ids)
@@ -161,17 +161,17 @@ def test_mapping_file_format_and_split(tmp_path):
     test = sum(o >= 182638 for o in origs) / len(origs)
     assert abs(train - 0.8) < 0.05 and abs(val - 0.1) < 0.04 and abs(test - 0.1) < 0.04
     # the real file's column layout: idx and orig_idx padded to 12 characters
-    assert (tmp_path / synthetic.MAPPING_FILE).read_text().splitlines()[1] == (
+    assert (tmp_path / layout.MAPPING_FILE).read_text().splitlines()[1] == (
         f"{0:<12d}{origs[0]:<12d}{origs[0] + 1:06d}.jpg"
     )
     synthetic.write_mapping(tmp_path, [500], seed=0)  # extends, keeps earlier rows
-    assert [r[0] for r in parse_mapping(tmp_path / synthetic.MAPPING_FILE)[1]] == [*ids, 500]
+    assert [r[0] for r in parse_mapping(tmp_path / layout.MAPPING_FILE)[1]] == [*ids, 500]
     synthetic.write_mapping(tmp_path / "other", ids, seed=1)
-    assert [r[1] for r in parse_mapping(tmp_path / "other" / synthetic.MAPPING_FILE)[1]] != origs
+    assert [r[1] for r in parse_mapping(tmp_path / "other" / layout.MAPPING_FILE)[1]] != origs
 
 
 def test_fixture_mapping_matches(synthetic_raw):
-    _, rows = parse_mapping(synthetic_raw / synthetic.MAPPING_FILE)
+    _, rows = parse_mapping(synthetic_raw / layout.MAPPING_FILE)
     assert [r[0] for r in rows] == list(range(SYNTH_COUNT))
     assert [r[1] for r in rows] == [synthetic.orig_index(SYNTH_SEED, k) for k in range(SYNTH_COUNT)]
 
@@ -196,13 +196,13 @@ def test_bad_input_raises_valueerror(tmp_path, kwargs, message):
 def test_cli_bad_input(tmp_path, capsys, args, message):
     assert cli.main(["synth", "--out", str(tmp_path / "x"), *args]) == 2
     assert message in capsys.readouterr().err
-    assert not (tmp_path / "x" / synthetic.IMAGE_DIR).exists()
+    assert not (tmp_path / "x" / layout.IMAGE_DIR).exists()
 
 
 @pytest.mark.slow
 def test_cli_200_faces_all_have_the_core_parts(tmp_path):
     assert cli.main(["synth", "--out", str(tmp_path), "--count", "200", "--size", "256"]) == 0
-    assert len(list((tmp_path / synthetic.IMAGE_DIR).glob("*.jpg"))) == 200
+    assert len(list((tmp_path / layout.IMAGE_DIR).glob("*.jpg"))) == 200
     required = ["skin", "nose", "l_eye", "r_eye", "l_brow", "r_brow", "u_lip", "l_lip", "hair"]
     counts = np.zeros(19)
     for k in range(200):
@@ -267,7 +267,7 @@ def test_written_files_are_identical_to_the_recorded_ones(tmp_path):
 def test_mask_size_writes_the_archive_sizes_of_the_same_face(tmp_path):
     synthetic.write_dataset(tmp_path, count=3, size=96, seed=4, mask_size=48)
     for k in range(3):
-        img = cv2.imread(str(tmp_path / synthetic.IMAGE_DIR / f"{k}.jpg"), cv2.IMREAD_UNCHANGED)
+        img = cv2.imread(str(tmp_path / layout.IMAGE_DIR / f"{k}.jpg"), cv2.IMREAD_UNCHANGED)
         assert img.shape == (96, 96, 3)
         masks = read_masks(tmp_path, k)
         assert masks and all(m.shape == (48, 48) and m.max() == 255 for m in masks.values())
