@@ -18,6 +18,7 @@ from typing import Any
 from facesegm_utils.fileio import FacesegmError
 from facesegm_utils.losses import LOSS_NAMES
 from facesegm_utils.model import ENCODER_DEPTH, ENCODERS, UPSAMPLING_MODES
+from facesegm_utils.pipeline import CACHE_MODES
 
 CLASS_WEIGHT_METHODS: tuple[str, ...] = ("none", "median_frequency", "inverse_sqrt")
 SCHEDULES: tuple[str, ...] = ("plateau", "cosine", "constant")
@@ -50,7 +51,7 @@ class TrainConfig:
     patience: int = 8
     max_steps_per_epoch: int | None = None
     augment: bool = True
-    cache: bool = True
+    cache: str = "memory"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -73,6 +74,7 @@ class TrainConfig:
             "mixed_precision": (self.mixed_precision, PRECISIONS),
             "strategy": (self.strategy, STRATEGIES),
             "upsampling": (self.upsampling, UPSAMPLING_MODES),
+            "cache": (self.cache, CACHE_MODES),
         }
         for name, (value, allowed) in choices.items():
             if value not in allowed:
@@ -175,4 +177,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience (epochs)")
     parser.add_argument("--max-steps-per-epoch", type=int, default=None)
     parser.add_argument("--no-augment", dest="augment", action="store_false")
-    parser.add_argument("--no-cache", dest="cache", action="store_false")
+    parser.add_argument(
+        "--cache",
+        choices=CACHE_MODES,
+        default=d.cache,
+        help="keep the encoded prepared files in memory (default; falls back to none above a quarter "
+        "of the RAM), in a file under OUT/cache (disk), or reread them every epoch (none)",
+    )
