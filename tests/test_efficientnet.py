@@ -1,0 +1,95 @@
+"""Tests of EfficientNet-Lite0 in Keras with the packaged ImageNet weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import keras
+import matplotlib.cbook
+import numpy as np
+import pytest
+
+from facesegm_utils import efficientnet as E
+from facesegm_utils import torchckpt
+from facesegm_utils.fileio import FacesegmError
+
+#: 0-based indices of the 1000 ImageNet classes (the Keras / torchvision order); "military uniform" is
+#: 652 here and 653 in the 1001-class TF-slim order that puts "background" first
+MILITARY_UNIFORM = 652
+#: classes the Grace Hopper photo plausibly shows: military uniform, bulletproof vest, suit, Windsor tie, bow tie,
+#: mortarboard, academic gown, lab coat, trench coat
+PLAUSIBLE = {652, 465, 834, 906, 457, 667, 400, 617, 869}
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("facesegm_cache")
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FACESEGM_CACHE", str(cache))
+
+
+def _float_tensors(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {k: v for k, v in state.items() if v.dtype.kind == "f"}
+
+
+@pytest.fixture(scope="module")
+def state() -> dict[str, np.ndarray]:
+    return torchckpt.load_legacy_checkpoint(E.checkpoint_path())
+
+
+def test_checkpoint_tensors_all_used(state: dict[str, np.ndarray]) -> None:
+    floats = _float_tensors(state)
+    assert len(floats) == 247
+    weights, used = E.convert_state_dict(state)
+    assert used == set(floats)  # every float tensor, and only those (not num_batches_tracked)
+    assert set(state) - used == {k for k in state if k.endswith("num_batches_tracked")}
+    assert weights["stem_conv"][0].shape == (3, 3, 3, 32)
+    assert weights["block1_dw_conv"][0].shape == (3, 3, 96, 1)
+    assert weights["predictions"][0].shape == (1280, 1000)
+    with pytest.raises(FacesegmError, match="no tensor"):
+        E.convert_state_dict({k: v for k, v in state.items() if k != "_conv_head.weight"})
+
+
+@pytest.mark.slow
+def test_classifier_parameters_and_grace_hopper(state: dict[str, np.ndarray]) -> None:
+    net = E.efficientnet_lite0(include_top=True, weights="imagenet")
+    expected = sum(v.size for v in _float_tensors(state).values())
+    assert net.count_params() == expected
+    assert 4.6e6 < expected < 4.8e6
+    path = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+    image = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    image = cv2.resize(image, (224, 224), interpolation=cv2.INTER_AREA).astype("float32")
+    batch = np.stack([image, image[:, ::-1]])  # the photo and its mirror image
+    top5 = np.argsort(-np.asarray(net(batch)), axis=-1)[:, :5]
+    for row in top5:
+        assert MILITARY_UNIFORM in row, row
+        assert set(row[:3]) <= PLAUSIBLE, row
+    keras.utils.set_random_seed(0)
+    random_net = E.efficientnet_lite0(include_top=True, weights=None)
+    assert MILITARY_UNIFORM not in np.argsort(-np.asarray(random_net(batch[:1])), axis=-1)[0, :5]
+
+
+def test_conversion_runs_once(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = E.converted_weights_file()
+    assert first.parent == cache and first.name.endswith(".weights.h5")
+    assert not [p for p in cache.iterdir() if p.name.endswith(".tmp") or p.name.startswith(".")]
+
+    def fail(*args: object) -> None:
+        raise AssertionError("the checkpoint was converted a second time")
+
+    monkeypatch.setattr(torchckpt, "load_legacy_checkpoint", fail)
+    assert E.converted_weights_file() == first
+
+
+def test_features_without_top() -> None:
+    net = E.efficientnet_lite0(include_top=False, weights="imagenet", input_shape=(64, 64, 3))
+    assert net.output_shape == (None, 2, 2, 1280)
+    for stride, block in E.FEATURE_BLOCKS.items():
+        assert net.get_layer(f"block{block}_out").output.shape[1] == 64 // stride
+    assert len(E.block_specs()) == 16
+    with pytest.raises(FacesegmError, match="weights must be"):
+        E.efficientnet_lite0(weights="noisy-student")
