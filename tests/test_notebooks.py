@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -56,10 +57,35 @@ def test_committed_without_outputs(path: Path) -> None:
         assert cell.get("execution_count") is None, f"{path.name} cell {i} has an execution count"
 
 
+def _registered_display_name() -> str:
+    """The kernel display name `make install` registers (read from the Makefile's ipykernel line)."""
+    makefile = (course.REPO_ROOT / "Makefile").read_text()
+    found = re.findall(r'ipykernel install .*--display-name "([^"]+)"', makefile)
+    assert len(found) == 1, "the Makefile registers the course kernel exactly once"
+    return found[0]
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_kernel_is_python3(path: Path) -> None:
-    nb = nbformat.read(path, as_version=4)
-    assert nb.metadata["kernelspec"]["name"] == "python3"
+def test_kernel_metadata_matches_the_registered_kernel(path: Path) -> None:
+    """JupyterLab marks a notebook modified on opening when these differ from the running kernel's."""
+    from ipykernel.ipkernel import IPythonKernel
+
+    meta = nbformat.read(path, as_version=4).metadata
+    assert meta["kernelspec"] == {
+        "name": "python3",
+        "display_name": _registered_display_name(),
+        "language": "python",
+    }
+    expected = dict(IPythonKernel.language_info)
+    info = dict(meta["language_info"])
+    assert re.fullmatch(r"3\.\d+\.\d+", info.pop("version")), "language_info.version is Python's x.y.z"
+    expected.pop("version")
+    assert info == expected, f"{path.name}: language_info differs from what ipykernel reports"
+
+
+def test_every_notebook_names_the_same_python() -> None:
+    versions = {nbformat.read(p, as_version=4).metadata["language_info"]["version"] for p in NOTEBOOKS}
+    assert len(versions) == 1, f"notebooks disagree on the Python version: {sorted(versions)}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -101,12 +127,6 @@ def test_notebooks_are_thin_and_teach(path: Path) -> None:
                 )
 
 
-@pytest.fixture(scope="session")
-def quick_course(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    out = tmp_path_factory.mktemp("course")
-    return course.run_course("quick", None, out)
-
-
 @pytest.mark.slow
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -130,3 +150,19 @@ def test_quick_course_trains_a_model_that_learns(quick_course: dict) -> None:
     summary = json.loads((out / "course_summary.json").read_text())
     # the synthetic task is easy: the quick profile must reach at least 0.70 test mIoU (issue target)
     assert summary["metrics"]["04_training"]["test_miou"] >= 0.70
+
+
+@pytest.mark.slow
+@pytest.mark.notebook
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_saved_figure_is_also_shown_inline(quick_course: dict, path: Path) -> None:
+    """A cell that saves figures shows at least as many images as it has save calls (issue 9)."""
+    executed = nbformat.read(Path(quick_course["out_dir"]) / "notebooks" / path.name, as_version=4)
+    saving = [c for c in _code_cells(executed) if "save_figure(" in c.source or ".savefig(" in c.source]
+    for cell in saving:
+        calls = cell.source.count("save_figure(") + cell.source.count(".savefig(")
+        images = [o for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
+        assert len(images) >= calls, (
+            f"{path.name}: a cell saves {calls} figure(s) but shows {len(images)} image(s) inline:\n"
+            f"{cell.source[:300]}"
+        )
