@@ -35,6 +35,7 @@ import functools
 import math
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -199,9 +200,8 @@ def _pick(rng: np.random.Generator, table: np.ndarray, jitter: float) -> np.ndar
     return np.clip(c, 0, 255).astype(np.float32)
 
 
-def _sample(rng: np.random.Generator) -> dict:
-    """All random choices of one face, drawn in a fixed order."""
-    p: dict = {}
+def _sample_geometry(rng: np.random.Generator, p: dict) -> None:
+    """Pose, side naming, face outline and the size and place of every facial feature."""
     p["angle"] = float(np.clip(rng.normal(0.0, 0.12), -0.32, 0.32))
     p["scale"] = float(rng.uniform(1.08, 1.28))
     p["shift"] = (float(rng.uniform(-0.05, 0.05)), float(rng.uniform(0.0, 0.07)))
@@ -229,6 +229,10 @@ def _sample(rng: np.random.Generator) -> dict:
     p["ear_h"] = float(rng.uniform(0.055, 0.07))
     p["ear_w"] = float(rng.uniform(0.024, 0.034))
     p["neck_w"] = float(rng.uniform(0.55, 0.7))
+
+
+def _sample_hair_and_accessories(rng: np.random.Generator, p: dict) -> None:
+    """Hair style and shape, clothes' neckline, and glasses, hat, earrings and necklace."""
     p["style"] = HAIR_STYLES[int(rng.choice(len(HAIR_STYLES), p=HAIR_STYLE_P))]
     p["volume"] = float(rng.uniform(0.05, 0.12))
     p["hair_len"] = float(rng.uniform(0.85, 1.15))
@@ -252,7 +256,10 @@ def _sample(rng: np.random.Generator) -> dict:
     p["earring_kind"] = int(rng.integers(3))
     p["necklace_w"] = float(rng.uniform(0.006, 0.012))
     p["necklace_depth"] = float(rng.uniform(0.03, 0.08))
-    # colours
+
+
+def _sample_colours(rng: np.random.Generator, p: dict) -> None:
+    """Skin, hair, eye, lip, clothes and accessory colours, background, light, noise and JPEG quality."""
     p["skin"] = _pick(rng, SKIN_TONES, 7.0)
     p["hair_c"] = _pick(rng, HAIR_COLOURS, 6.0)
     p["eye_c"] = _pick(rng, EYE_COLOURS, 8.0)
@@ -277,10 +284,21 @@ def _sample(rng: np.random.Generator) -> dict:
     p["jpeg"] = int(rng.integers(85, 96))
     p["blush"] = float(rng.uniform(0, 22)) if rng.random() < 0.5 else 0.0
     p["strand_phase"] = float(rng.random())
+
+
+def _sample(rng: np.random.Generator) -> dict:
+    """All random choices of one face, drawn in a fixed order."""
+    p: dict = {}
+    for part in (_sample_geometry, _sample_hair_and_accessories, _sample_colours):
+        part(rng, p)
     return p
 
 
 # ----------------------------------------------------------------------------- part shapes
+#: the canonical face centre
+_CX, _CY = 0.5, 0.5
+
+
 def _face_contour(p: dict, cx: float, cy: float, n: int = 56) -> np.ndarray:
     t = np.linspace(0.0, 2.0 * math.pi, n, endpoint=False)
     c = np.cos(t)
@@ -288,31 +306,30 @@ def _face_contour(p: dict, cx: float, cy: float, n: int = 56) -> np.ndarray:
     return np.stack([cx + p["a"] * np.sin(t) * width, cy - p["b"] * c], axis=1)
 
 
-def _shapes(p: dict, f: _Frame) -> tuple[dict[str, np.ndarray], dict]:
-    """Part extents (uint8 0/1) in merge-ready form, plus geometry the renderer reuses."""
-    cx, cy, a, b = 0.5, 0.5, p["a"], p["b"]
-    fx = cx + p["yaw"]  # features centre line
-    g: dict = {}
-    m: dict[str, np.ndarray] = {}
-
+def _shape_skin(p: dict, f: _Frame, m: dict, g: dict) -> None:
+    """The face region (a bald head's scalp included), and the heights of eyes, nose and mouth."""
+    cx, cy, a, b = _CX, _CY, p["a"], p["b"]
     face = _face_contour(p, cx, cy)
     skin = f.fill(f.new(), [face])
     if p["style"] == "bald":
         f.fill(skin, [_arc_cap(cx, cy - 0.02, a * 1.01, b + 0.05, cy - 0.05)])
     m["skin"] = skin
     g["face"] = face
-
     eye_y = cy - b / 3 + p["eh"] + p["brow_gap"] - 0.01
     nose_y = cy + b / 3 - 0.01
     mouth_y = nose_y + 0.075
-    g.update(eye_y=eye_y, nose_y=nose_y, mouth_y=mouth_y)
+    g.update(eye_y=eye_y, nose_y=nose_y, mouth_y=mouth_y, ear_y=(eye_y + nose_y) / 2, fx=cx + p["yaw"])
+    # image-right is the person's left unless swapped
+    g["sides"] = ((+1, "l"), (-1, "r")) if not p["swap"] else ((+1, "r"), (-1, "l"))
 
-    # eyes: image-right is the person's left unless swapped
-    right_name, left_name = ("l", "r") if not p["swap"] else ("r", "l")
+
+def _shape_eyes_and_brows(p: dict, f: _Frame, m: dict, g: dict) -> None:
+    """Both eyes (almond outlines, tilted) and the tapered brows above them."""
+    eye_y = g["eye_y"]
     t = np.linspace(0, math.pi, 14)
     eyes = {}
-    for side, name in ((+1, right_name), (-1, left_name)):
-        ex = fx + side * p["eye_dx"]
+    for side, name in g["sides"]:
+        ex = g["fx"] + side * p["eye_dx"]
         ew, eh = p["ew"], p["eh"]
         xs = np.concatenate([ew * np.cos(t), ew * np.cos(t[::-1])[1:-1]])
         ys = np.concatenate([-eh * np.sin(t) ** 0.8, 0.75 * eh * np.sin(t[::-1][1:-1])])
@@ -322,7 +339,6 @@ def _shapes(p: dict, f: _Frame) -> tuple[dict[str, np.ndarray], dict]:
         pts = np.stack([ex + ca * xs, eye_y - side * sa * xs + ys], axis=1)
         eyes[side] = (ex, pts)
         m[f"{name}_eye"] = f.fill(f.new(), [pts])
-        # brow
         bx = np.linspace(-0.9 * ew, 1.25 * ew, 12)
         by = eye_y - eh - p["brow_gap"] - p["brow_arch"] * np.sin(np.linspace(0.2, math.pi - 0.4, 12))
         cpts = np.stack([ex + side * bx, by], axis=1)
@@ -331,8 +347,11 @@ def _shapes(p: dict, f: _Frame) -> tuple[dict[str, np.ndarray], dict]:
         g[f"brow_{side}"] = cpts
     g["eyes"] = eyes
 
-    # nose: narrow bridge widening to the alae, round tip
-    nt = nose_y - eye_y
+
+def _shape_nose(p: dict, f: _Frame, m: dict, g: dict) -> None:
+    """A narrow bridge widening to the alae, with a round tip."""
+    fx, eye_y = g["fx"], g["eye_y"]
+    nt = g["nose_y"] - eye_y
     ny = np.linspace(0, 1, 10)
     half = 0.016 + (p["nw"] - 0.016) * ny**2.2
     right = np.stack([fx + half, eye_y + 0.01 + nt * p["nose_len"] * ny * 0.93], axis=1)
@@ -345,26 +364,30 @@ def _shapes(p: dict, f: _Frame) -> tuple[dict[str, np.ndarray], dict]:
     g["nose"] = nose
     g["nose_tip"] = (fx, right[-1, 1])
 
-    # ears, outside the face contour (an ear overrides skin, so it must not cover the cheek)
-    ear_y = (eye_y + nose_y) / 2
-    notface = 1 - skin
-    for side, name in ((+1, right_name), (-1, left_name)):
-        ex = cx + side * (a * 0.98 + p["ear_w"] * 0.35)
+
+def _shape_ears(p: dict, f: _Frame, m: dict, g: dict) -> None:
+    """Ears outside the face contour (an ear overrides skin, so it must not cover the cheek)."""
+    notface = 1 - m["skin"]
+    ear_y = g["ear_y"]
+    for side, name in g["sides"]:
+        ex = _CX + side * (p["a"] * 0.98 + p["ear_w"] * 0.35)
         ear = _ellipse(ex, ear_y, p["ear_w"], p["ear_h"], angle=side * 0.12)
         m[f"{name}_ear"] = f.fill(f.new(), [ear]) & notface
         g[f"ear_{side}"] = (ex, ear_y)
 
-    # lips and mouth
+
+def _shape_lips(p: dict, f: _Frame, m: dict, g: dict) -> None:
+    """Upper and lower lip, and the mouth between them when it is open."""
     mw, gap, s = p["mw"], p["gap"], p["smile"]
     xs = np.linspace(-mw, mw, 21)
     r = (xs / mw) ** 2
-    line = mouth_y - s * r + s * 0.3
+    line = g["mouth_y"] - s * r + s * 0.3
     up_in = line - gap / 2 * (1 - r)
     lo_in = line + gap / 2 * (1 - r)
     env = (1 - r) ** 0.6 * (1 - 0.28 * np.exp(-((xs / (0.2 * mw)) ** 2)))
     up_out = up_in - p["ut"] * env - 0.002
     lo_out = lo_in + p["lt"] * (1 - r) ** 0.5 + 0.001
-    X = fx + xs
+    X = g["fx"] + xs
     m["u_lip"] = f.fill(f.new(), [np.concatenate([np.stack([X, up_out], 1), np.stack([X, up_in], 1)[::-1]])])
     m["l_lip"] = f.fill(f.new(), [np.concatenate([np.stack([X, lo_in], 1), np.stack([X, lo_out], 1)[::-1]])])
     if gap > 0:
@@ -373,8 +396,11 @@ def _shapes(p: dict, f: _Frame) -> tuple[dict[str, np.ndarray], dict]:
         g["mouth"] = inner
     g["lips"] = (X, up_out, up_in, lo_in, lo_out)
 
-    # neck and shoulders
-    nwid = a * p["neck_w"]
+
+def _shape_neck_and_cloth(p: dict, f: _Frame, m: dict, g: dict) -> None:
+    """The neck below the face and the clothes over the shoulders, cut by one of three necklines."""
+    cx, cy = _CX, _CY
+    nwid = p["a"] * p["neck_w"]
     neck_top = cy + 0.05
     neck = np.array(
         [
@@ -386,7 +412,7 @@ def _shapes(p: dict, f: _Frame) -> tuple[dict[str, np.ndarray], dict]:
             [cx - nwid * 1.05, 0.9],
         ]
     )
-    neck_m = f.fill(f.new(), [neck]) & notface
+    m["neck"] = f.fill(f.new(), [neck]) & (1 - m["skin"])
     sy = p["shoulder_y"]
     sx = np.linspace(-0.75, 0.75, 31)
     top = sy + 0.09 * np.clip(np.abs(sx) - 0.3, 0, None)  # shoulders slope down outwards
@@ -400,152 +426,204 @@ def _shapes(p: dict, f: _Frame) -> tuple[dict[str, np.ndarray], dict]:
         cut = np.array([[cx - neckline_w, sy - 0.03], [cx + neckline_w, sy - 0.03], [cx, sy + 0.1]])
     else:  # high collar
         cut = _ellipse(cx, sy - 0.04, neckline_w, 0.02)
-    f.fill(cloth, [cut], 0)
+    m["cloth"] = f.fill(cloth, [cut], 0)
     g["neck_top"] = neck_top
     g["nwid"] = nwid
 
-    # hair
-    style, vol = p["style"], p["volume"]
-    long_hair = style == "long" or (style == "fringe" and p["fringe_long"])
+
+def _long_hair(p: dict) -> bool:
+    return p["style"] == "long" or (p["style"] == "fringe" and p["fringe_long"])
+
+
+def _hair_bald(p: dict, f: _Frame, m: dict, g: dict) -> np.ndarray:
+    """A bald head keeps a ring of hair at the sides, between the temples and the ears."""
+    a, b, eye_y, ear_y = p["a"], p["b"], g["eye_y"], g["ear_y"]
+    ring = f.fill(f.new(), [_ellipse(_CX, _CY - 0.03, a * 1.04 + 0.012, b + 0.04)])
+    band = f.fill(
+        f.new(), [np.array([[0, eye_y - 0.09], [1, eye_y - 0.09], [1, ear_y + 0.03], [0, ear_y + 0.03]])]
+    )
+    return ring & band & (1 - m["skin"])
+
+
+def _hair_volume(p: dict, f: _Frame, g: dict) -> np.ndarray:
+    """The hair's full extent before the face covers it: cap, bun, and side curtains of long hair."""
+    cx, cy, a, b, vol = _CX, _CY, p["a"], p["b"], p["volume"]
+    long_hair = _long_hair(p)
     hair = f.new()
     cap_cy, cap_ax, cap_ay = cy - 0.03, a + vol, b + vol * 1.3
-    if style == "bald":
-        ring = f.fill(f.new(), [_ellipse(cx, cy - 0.03, a * 1.04 + 0.012, b + 0.04)])
-        band = f.fill(
-            f.new(), [np.array([[0, eye_y - 0.09], [1, eye_y - 0.09], [1, ear_y + 0.03], [0, ear_y + 0.03]])]
-        )
-        hair = ring & band & (1 - skin)
-    else:
-        if style == "bun":
-            cap_ax, cap_ay = a + 0.02, b + 0.03
-            f.fill(hair, [_ellipse(cx, cy - b - 0.07, 0.075, 0.065)])
-        f.fill(hair, [_arc_cap(cx, cap_cy, cap_ax, cap_ay, ear_y if not long_hair else cy)])
-        if long_hair:
-            ln = p["hair_len"]
-            out = a + p["hair_out"]
-            for side in (+1, -1):
-                curtain = np.array(
-                    [
-                        [cx + side * (a * 0.7), cy - 0.1],
-                        [cx + side * (cap_ax + 0.005), cy - 0.1],
-                        [cx + side * out, cy + 0.25],
-                        [cx + side * (out + 0.03), cy + 0.45 * ln],
-                        [cx + side * (out - 0.02), cy + 0.55 * ln],
-                        [cx + side * (nwid * 1.15), cy + 0.5 * ln],
-                        [cx + side * (nwid * 0.9), cy + 0.2],
-                    ]
-                )
-                f.fill(hair, [curtain])
-        # the hairline comes down over the top of the face
-        d0, d1 = p["hairline"]
-        hx = np.linspace(-a - 0.05, a + 0.05, 21)
-        hl = np.concatenate(
-            [
-                np.stack([cx + hx, cy - b + d0 + d1 * (hx / a) ** 2], 1),
-                [[cx + a + 0.05, -0.5], [cx - a - 0.05, -0.5]],
-            ]
-        )
-        visible = (1 - skin) | f.fill(f.new(), [hl])
-        if style == "fringe":
-            tips = p["fringe_tips"]
-            fxs = np.linspace(-a * 1.05, a * 1.05, len(tips))
-            fy = (
-                eye_y
-                - p["eh"]
-                - p["brow_gap"]
-                - 2.2 * p["bt"]
-                - p["fringe_y"] * 0.4
-                + p["fringe_slant"] * (fxs / a)
-            )
-            fy = np.minimum(fy, eye_y - p["eh"] - p["brow_gap"] - 2.2 * p["bt"]) - tips
-            fringe = np.concatenate(
+    if p["style"] == "bun":
+        cap_ax, cap_ay = a + 0.02, b + 0.03
+        f.fill(hair, [_ellipse(cx, cy - b - 0.07, 0.075, 0.065)])
+    f.fill(hair, [_arc_cap(cx, cap_cy, cap_ax, cap_ay, g["ear_y"] if not long_hair else cy)])
+    if long_hair:
+        ln, nwid = p["hair_len"], g["nwid"]
+        out = a + p["hair_out"]
+        for side in (+1, -1):
+            curtain = np.array(
                 [
-                    np.stack([cx + fxs, fy], 1),
-                    [[cx + a * 1.05, cy - b - 0.05], [cx - a * 1.05, cy - b - 0.05]],
+                    [cx + side * (a * 0.7), cy - 0.1],
+                    [cx + side * (cap_ax + 0.005), cy - 0.1],
+                    [cx + side * out, cy + 0.25],
+                    [cx + side * (out + 0.03), cy + 0.45 * ln],
+                    [cx + side * (out - 0.02), cy + 0.55 * ln],
+                    [cx + side * (nwid * 1.15), cy + 0.5 * ln],
+                    [cx + side * (nwid * 0.9), cy + 0.2],
                 ]
             )
-            f.fill(visible, [fringe])
-            g["fringe"] = fringe
-        hair &= visible
-        if long_hair and p["tucked"]:  # tucked behind the ears
-            hair &= 1 - (m["l_ear"] | m["r_ear"])
+            f.fill(hair, [curtain])
+    return hair
+
+
+def _hair_visible(p: dict, f: _Frame, m: dict, g: dict) -> np.ndarray:
+    """Where hair may show: off the face, above the hairline, and over the forehead under a fringe."""
+    cx, cy, a, b = _CX, _CY, p["a"], p["b"]
+    d0, d1 = p["hairline"]
+    hx = np.linspace(-a - 0.05, a + 0.05, 21)
+    hl = np.concatenate(
+        [
+            np.stack([cx + hx, cy - b + d0 + d1 * (hx / a) ** 2], 1),
+            [[cx + a + 0.05, -0.5], [cx - a - 0.05, -0.5]],
+        ]
+    )
+    visible = (1 - m["skin"]) | f.fill(f.new(), [hl])
+    if p["style"] == "fringe":
+        eye_y = g["eye_y"]
+        tips = p["fringe_tips"]
+        fxs = np.linspace(-a * 1.05, a * 1.05, len(tips))
+        fy = (
+            eye_y
+            - p["eh"]
+            - p["brow_gap"]
+            - 2.2 * p["bt"]
+            - p["fringe_y"] * 0.4
+            + p["fringe_slant"] * (fxs / a)
+        )
+        fy = np.minimum(fy, eye_y - p["eh"] - p["brow_gap"] - 2.2 * p["bt"]) - tips
+        fringe = np.concatenate(
+            [
+                np.stack([cx + fxs, fy], 1),
+                [[cx + a * 1.05, cy - b - 0.05], [cx - a * 1.05, cy - b - 0.05]],
+            ]
+        )
+        f.fill(visible, [fringe])
+        g["fringe"] = fringe
+    return visible
+
+
+def _shape_hair(p: dict, f: _Frame, m: dict, g: dict) -> None:
+    """One of five styles; the hairline (or a fringe) comes down over the top of the face."""
+    if p["style"] == "bald":
+        m["hair"] = _hair_bald(p, f, m, g)
+        return
+    hair = _hair_volume(p, f, g)
+    hair &= _hair_visible(p, f, m, g)
+    if _long_hair(p) and p["tucked"]:  # tucked behind the ears
+        hair &= 1 - (m["l_ear"] | m["r_ear"])
     m["hair"] = hair
 
+
+def _shape_hat(p: dict, f: _Frame, m: dict, g: dict) -> None:
+    """A crown and a brim over the top of the head."""
+    hat_y = _CY - p["b"] + 0.06
+    crown = _arc_cap(_CX, hat_y + 0.02, p["a"] + 0.075, 0.25, hat_y)
+    brim = _ellipse(_CX, hat_y, p["a"] + 0.13, 0.03)
+    m["hat"] = f.fill(f.new(), [crown, brim])
+    g["hat"] = (crown, brim, hat_y)
+
+
+def _shape_glasses(p: dict, f: _Frame, m: dict, g: dict) -> None:
+    """Round or rectangular lenses with their frame, the bridge and the temples to the ears."""
+    eyes, eye_y = g["eyes"], g["eye_y"]
+    gl = f.new()
+    lenses = []
+    for side in (+1, -1):
+        ex = eyes[side][0]
+        if p["glasses_round"]:
+            lens = _ellipse(ex, eye_y + 0.006, p["ew"] * 1.5, p["eh"] * 1.5 + 0.016)
+        else:
+            w, h = p["ew"] * 1.5, p["eh"] * 1.4 + 0.014
+            lens = np.array(
+                [
+                    [ex - w, eye_y - h],
+                    [ex + w, eye_y - h],
+                    [ex + w * 0.92, eye_y + h],
+                    [ex - w * 0.92, eye_y + h],
+                ]
+            )
+        lenses.append(lens)
+    f.fill(gl, lenses)
+    for lens in lenses:
+        f.stroke(gl, lens, p["frame_w"] * 2, closed=True)
+    e1, e2 = eyes[+1][0] - p["ew"] * 1.45, eyes[-1][0] + p["ew"] * 1.45
+    bridge = np.array([[e2, eye_y - 0.006], [g["fx"], eye_y - 0.012], [e1, eye_y - 0.006]])
+    f.stroke(gl, bridge, p["frame_w"] * 1.6)
+    temples = []
+    for side in (+1, -1):
+        x0 = eyes[side][0] + side * p["ew"] * 1.5
+        tp = np.array([[x0, eye_y - 0.01], [_CX + side * (p["a"] + 0.015), g["ear_y"] - 0.02]])
+        f.stroke(gl, tp, p["frame_w"] * 1.6)
+        temples.append(tp)
+    m["eye_g"] = gl
+    g["glasses"] = (lenses, bridge, temples)
+
+
+def _shape_earrings(p: dict, f: _Frame, m: dict, g: dict) -> np.ndarray:
+    """Studs, drops or hoops under both ear lobes; returns what neck and cloth must leave free."""
+    er = f.new()
+    drops = []
+    r = p["earring_r"]
+    for side in (+1, -1):
+        ex, ey = g[f"ear_{side}"]
+        c = (ex - side * 0.004, ey + p["ear_h"] * 0.92 + r)
+        if p["earring_kind"] == 0:
+            shape = _ellipse(c[0], c[1], r, r)
+        elif p["earring_kind"] == 1:
+            shape = _ellipse(c[0], c[1] + r, r * 0.7, r * 1.6)
+        else:
+            shape = _ellipse(c[0], c[1] + r, r * 1.5, r * 1.7)
+        drops.append(shape)
+        if p["earring_kind"] == 2:
+            f.stroke(er, shape, 0.007, closed=True)
+        else:
+            f.fill(er, [shape])
+    m["ear_r"] = er
+    g["earrings"] = drops
+    return er
+
+
+def _shape_necklace(p: dict, f: _Frame, m: dict, g: dict) -> np.ndarray:
+    """A chain hanging below the neck; returns its core, which neck and cloth must leave free."""
+    nwid, sy = g["nwid"], p["shoulder_y"]
+    nx = np.linspace(-nwid * 1.05, nwid * 1.05, 25)
+    ny_ = sy - 0.07 + p["necklace_depth"] * (1 - (nx / (nwid * 1.05)) ** 2)
+    chain = np.stack([_CX + nx, ny_], 1)
+    core = f.stroke(f.new(), chain, p["necklace_w"])
+    # the annotated necklace is a pixel wider on each side than what neck and cloth leave free
+    m["neck_l"] = cv2.dilate(core, np.ones((3, 3), np.uint8))
+    g["necklace"] = chain
+    return core
+
+
+def _shapes(p: dict, f: _Frame) -> tuple[dict[str, np.ndarray], dict]:
+    """Part extents (uint8 0/1) in merge-ready form, plus geometry the renderer reuses."""
+    g: dict = {}
+    m: dict[str, np.ndarray] = {}
+    for shape in (_shape_skin, _shape_eyes_and_brows, _shape_nose, _shape_ears, _shape_lips):
+        shape(p, f, m, g)
+    _shape_neck_and_cloth(p, f, m, g)
+    _shape_hair(p, f, m, g)
     if p["hat"]:
-        hat_y = cy - b + 0.06
-        crown = _arc_cap(cx, hat_y + 0.02, a + 0.075, 0.25, hat_y)
-        brim = _ellipse(cx, hat_y, a + 0.13, 0.03)
-        m["hat"] = f.fill(f.new(), [crown, brim])
-        g["hat"] = (crown, brim, hat_y)
-
+        _shape_hat(p, f, m, g)
     if p["glasses"]:
-        gl = f.new()
-        lenses = []
-        for side in (+1, -1):
-            ex = eyes[side][0]
-            if p["glasses_round"]:
-                lens = _ellipse(ex, eye_y + 0.006, p["ew"] * 1.5, p["eh"] * 1.5 + 0.016)
-            else:
-                w, h = p["ew"] * 1.5, p["eh"] * 1.4 + 0.014
-                lens = np.array(
-                    [
-                        [ex - w, eye_y - h],
-                        [ex + w, eye_y - h],
-                        [ex + w * 0.92, eye_y + h],
-                        [ex - w * 0.92, eye_y + h],
-                    ]
-                )
-            lenses.append(lens)
-        f.fill(gl, lenses)
-        for lens in lenses:
-            f.stroke(gl, lens, p["frame_w"] * 2, closed=True)
-        e1, e2 = eyes[+1][0] - p["ew"] * 1.45, eyes[-1][0] + p["ew"] * 1.45
-        bridge = np.array([[e2, eye_y - 0.006], [fx, eye_y - 0.012], [e1, eye_y - 0.006]])
-        f.stroke(gl, bridge, p["frame_w"] * 1.6)
-        temples = []
-        for side in (+1, -1):
-            x0 = eyes[side][0] + side * p["ew"] * 1.5
-            tp = np.array([[x0, eye_y - 0.01], [cx + side * (a + 0.015), ear_y - 0.02]])
-            f.stroke(gl, tp, p["frame_w"] * 1.6)
-            temples.append(tp)
-        m["eye_g"] = gl
-        g["glasses"] = (lenses, bridge, temples)
-
+        _shape_glasses(p, f, m, g)
     excl = f.new()
     if p["earrings"]:
-        er = f.new()
-        drops = []
-        for side in (+1, -1):
-            ex, ey = g[f"ear_{side}"]
-            c = (ex - side * 0.004, ey + p["ear_h"] * 0.92 + p["earring_r"])
-            if p["earring_kind"] == 0:
-                shape = _ellipse(c[0], c[1], p["earring_r"], p["earring_r"])
-            elif p["earring_kind"] == 1:
-                shape = _ellipse(c[0], c[1] + p["earring_r"], p["earring_r"] * 0.7, p["earring_r"] * 1.6)
-            else:
-                shape = _ellipse(c[0], c[1] + p["earring_r"], p["earring_r"] * 1.5, p["earring_r"] * 1.7)
-            drops.append(shape)
-            if p["earring_kind"] == 2:
-                f.stroke(er, shape, 0.007, closed=True)
-            else:
-                f.fill(er, [shape])
-        m["ear_r"] = er
-        g["earrings"] = drops
-        excl |= er
+        excl |= _shape_earrings(p, f, m, g)
     if p["necklace"]:
-        nx = np.linspace(-nwid * 1.05, nwid * 1.05, 25)
-        ny_ = sy - 0.07 + p["necklace_depth"] * (1 - (nx / (nwid * 1.05)) ** 2)
-        chain = np.stack([cx + nx, ny_], 1)
-        core = f.stroke(f.new(), chain, p["necklace_w"])
-        # the annotated necklace is a pixel wider on each side than what neck and cloth leave free
-        nl = cv2.dilate(core, np.ones((3, 3), np.uint8))
-        m["neck_l"] = nl
-        g["necklace"] = chain
-        excl |= core
-
+        excl |= _shape_necklace(p, f, m, g)
     # neck and cloth are painted last in the official order: keep them off what is in front of them
-    m["neck"] = neck_m & (1 - excl)
-    m["cloth"] = cloth & (1 - excl) & (1 - hair)
+    m["neck"] = m["neck"] & (1 - excl)
+    m["cloth"] = m["cloth"] & (1 - excl) & (1 - m["hair"])
     return m, g
 
 
@@ -614,85 +692,138 @@ def _background(p: dict, size: int) -> np.ndarray:
     return cv2.resize(bg, (size, size), interpolation=cv2.INTER_LINEAR)
 
 
-def _render(p: dict, f: _Frame, m: dict[str, np.ndarray], g: dict, rng: np.random.Generator) -> np.ndarray:
+@dataclass
+class _Canvas:
+    """One face being painted: its parameters, shapes and label map, the image and per-pixel coordinates.
+
+    ``flat`` is a (N, 3) view of ``img``; ``U``/``V`` are each pixel's canonical coordinates and
+    ``Uf``/``Vf``, ``fine`` and ``strands`` their flattened forms (fine noise, hair strands).
+    """
+
+    p: dict
+    f: _Frame
+    m: dict[str, np.ndarray]
+    g: dict
+    tex: dict[str, np.ndarray]
+    label: np.ndarray
+    reg: _Regions
+    img: np.ndarray
+    flat: np.ndarray
+    U: np.ndarray
+    V: np.ndarray
+    Uf: np.ndarray
+    Vf: np.ndarray
+    fine: np.ndarray
+    strands: np.ndarray
+
+    def mask(self, *names: str) -> np.ndarray:
+        """uint8 0/1 map of the pixels labelled with any of ``names``."""
+        out = self.label == _CLS[names[0]]
+        for name in names[1:]:
+            out = out | (self.label == _CLS[name])
+        return out.view(np.uint8)
+
+
+def _canvas(p: dict, f: _Frame, m: dict[str, np.ndarray], g: dict, rng: np.random.Generator) -> _Canvas:
+    """Merge the parts, draw the background and set up the coordinate and texture maps."""
     size = f.size
     tex = _textures(size)
     label = _merge(m, size)
-    reg = _Regions(label)
     img = _background(p, size)
-    flat = img.reshape(-1, 3)
     U, V = f.canonical_grid(tex["xs"], tex["ys"])
-    Uf, Vf = U.ravel(), V.ravel()
     fine = np.ascontiguousarray(_window(tex["fine"], size, rng)).ravel()
     strands = np.ascontiguousarray(_window(tex["hair"], size, rng)).ravel()
-    skin_c = p["skin"]
+    return _Canvas(
+        p,
+        f,
+        m,
+        g,
+        tex,
+        label,
+        _Regions(label),
+        img,
+        img.reshape(-1, 3),
+        U,
+        V,
+        U.ravel(),
+        V.ravel(),
+        fine,
+        strands,
+    )
 
+
+def _skin_shade(c: _Canvas, i: np.ndarray) -> np.ndarray:
+    """The skin tone at pixels ``i`` with soft radial shading, a shadow under the lip and blush."""
+    p, g = c.p, c.g
     fx = 0.5 + p["yaw"]
     chin_y = g["mouth_y"] + p["gap"] / 2 + p["lt"] + 0.022
+    u, v = c.Uf[i], c.Vf[i]
+    r2 = ((u - 0.5) / p["a"]) ** 2 + ((v - 0.48) / p["b"]) ** 2
+    shade = 1.03 - 0.2 * np.minimum(r2, 1.6) + 0.015 * c.fine[i]
+    # a soft shadow under the lower lip, and cheeks that catch a little colour
+    shade -= 0.08 * np.exp(-(((u - fx) / 0.05) ** 2 + ((v - chin_y) / 0.012) ** 2))
+    cheeks = np.exp(-(((np.abs(u - fx) - 0.12) / 0.05) ** 2 + ((v - g["nose_y"] + 0.02) / 0.04) ** 2))
+    out = p["skin"] * shade[:, None]
+    out += (p["blush"] * cheeks)[:, None] * np.array([1.0, -0.45, -0.35], np.float32)
+    return out
 
-    def skin_shade(i: np.ndarray) -> np.ndarray:
-        u, v = Uf[i], Vf[i]
-        r2 = ((u - 0.5) / p["a"]) ** 2 + ((v - 0.48) / p["b"]) ** 2
-        shade = 1.03 - 0.2 * np.minimum(r2, 1.6) + 0.015 * fine[i]
-        # a soft shadow under the lower lip, and cheeks that catch a little colour
-        shade -= 0.08 * np.exp(-(((u - fx) / 0.05) ** 2 + ((v - chin_y) / 0.012) ** 2))
-        cheeks = np.exp(-(((np.abs(u - fx) - 0.12) / 0.05) ** 2 + ((v - g["nose_y"] + 0.02) / 0.04) ** 2))
-        out = skin_c * shade[:, None]
-        out += (p["blush"] * cheeks)[:, None] * np.array([1.0, -0.45, -0.35], np.float32)
-        return out
 
-    # skin, ears, glasses' background and nose: the tone with soft radial shading
+def _paint_skin(c: _Canvas) -> None:
+    """Skin, ears and the glasses' background in the shaded tone; the nose lit from one side; the neck
+    in the chin's shadow."""
+    p, g, reg, flat = c.p, c.g, c.reg, c.flat
     i = reg.idx("skin", "eye_g", "l_ear", "r_ear")
-    flat[i] = skin_shade(i)
+    flat[i] = _skin_shade(c, i)
     i = reg.idx("nose")
     side = 1.0 if p["light_dir"] < math.pi else -1.0
-    flank = np.clip((Uf[i] - g["nose_tip"][0]) / 0.05, -1, 1)
-    flat[i] = skin_shade(i) * (1.0 - 0.1 * side * flank)[:, None]
-    # neck in the chin's shadow
+    flank = np.clip((c.Uf[i] - g["nose_tip"][0]) / 0.05, -1, 1)
+    flat[i] = _skin_shade(c, i) * (1.0 - 0.1 * side * flank)[:, None]
     i = reg.idx("neck")
-    flat[i] = skin_shade(i) * (0.72 + 0.2 * np.clip((Vf[i] - g["neck_top"] - 0.28) / 0.2, 0, 1))[:, None]
-    # ear hollows, nostrils and a highlight on the bridge, each kept inside its part
-    ears = ((label == _CLS["l_ear"]) | (label == _CLS["r_ear"])).view(np.uint8)
+    flat[i] = (
+        _skin_shade(c, i) * (0.72 + 0.2 * np.clip((c.Vf[i] - g["neck_top"] - 0.28) / 0.2, 0, 1))[:, None]
+    )
+
+
+def _paint_skin_details(c: _Canvas) -> None:
+    """Ear hollows, nostrils and a highlight on the bridge, each kept inside its part."""
+    p, g, skin_c = c.p, c.g, c.p["skin"]
     hollows = [
         (_ellipse(ex + s * 0.004, ey, p["ear_w"] * 0.45, p["ear_h"] * 0.6, n=16), (skin_c * 0.78).tolist())
         for s, (ex, ey) in ((s, g[f"ear_{s}"]) for s in (+1, -1))
     ]
-    _draw_clipped(img, ears, f, hollows)
+    _draw_clipped(c.img, c.mask("l_ear", "r_ear"), c.f, hollows)
     tx, ty = g["nose_tip"]
-    nose_area = ((label == _CLS["nose"]) | (label == _CLS["skin"])).view(np.uint8)
-    _draw_clipped(
-        img,
-        nose_area,
-        f,
-        [
-            (
-                _ellipse(tx + s * p["nw"] * 0.5, ty + 0.012, p["nw"] * 0.28, 0.008, n=12),
-                (skin_c * 0.45).tolist(),
-            )
-            for s in (1, -1)
-        ]
-        + [(_ellipse(tx, ty - 0.035, 0.008, 0.045, n=12), np.minimum(skin_c * 1.1, 255).tolist())],
-    )
+    nostrils = [
+        (_ellipse(tx + s * p["nw"] * 0.5, ty + 0.012, p["nw"] * 0.28, 0.008, n=12), (skin_c * 0.45).tolist())
+        for s in (1, -1)
+    ]
+    bridge = (_ellipse(tx, ty - 0.035, 0.008, 0.045, n=12), np.minimum(skin_c * 1.1, 255).tolist())
+    _draw_clipped(c.img, c.mask("nose", "skin"), c.f, [*nostrils, bridge])
 
-    # hair with strands and a sheen; brows in a darker shade of it
+
+def _paint_hair_and_brows(c: _Canvas) -> None:
+    """Hair with strands radiating from the crown and a sheen; brows in a darker shade of it."""
+    p, flat, size = c.p, c.flat, c.f.size
+    i = c.reg.idx("hair")
     # strands radiate from the crown: sample the streak texture in polar coordinates around it
-    i = reg.idx("hair")
-    du, dv = Uf[i] - 0.5, Vf[i] - (0.5 - p["b"] - 0.12)
-    bank = tex["hair"]
+    du, dv = c.Uf[i] - 0.5, c.Vf[i] - (0.5 - p["b"] - 0.12)
+    bank = c.tex["hair"]
     n = bank.shape[0]
     rows = (np.sqrt(du * du + dv * dv) * size).astype(np.int64) % n
     cols = (np.arctan2(du, dv) * (0.45 * size) + p["strand_phase"] * n).astype(np.int64) % n
     st = bank.ravel()[rows * n + cols]
-    sheen = 0.35 * np.exp(-(((Vf[i] - (0.5 - p["b"] - 0.02)) / 0.05) ** 2))
+    sheen = 0.35 * np.exp(-(((c.Vf[i] - (0.5 - p["b"] - 0.02)) / 0.05) ** 2))
     flat[i] = p["hair_c"] * (0.45 + st + sheen)[:, None] + 12 * (st[:, None] - 0.5)
-    i = reg.idx("l_brow", "r_brow")
-    brow_c = np.minimum(p["hair_c"], 75) * 0.7 + skin_c * 0.12
-    flat[i] = brow_c * (0.75 + 0.5 * strands[i])[:, None]
+    i = c.reg.idx("l_brow", "r_brow")
+    brow_c = np.minimum(p["hair_c"], 75) * 0.7 + p["skin"] * 0.12
+    flat[i] = brow_c * (0.75 + 0.5 * c.strands[i])[:, None]
 
-    # eyes: sclera, iris, pupil, glint, then the upper lid line
-    i = reg.idx("l_eye", "r_eye")
-    flat[i] = np.array([225, 218, 212], np.float32) * (0.92 + 0.03 * fine[i])[:, None]
-    eyes = ((label == _CLS["l_eye"]) | (label == _CLS["r_eye"])).view(np.uint8)
+
+def _paint_eyes(c: _Canvas) -> None:
+    """Sclera, iris, pupil and glint, then the upper lid line."""
+    p, g = c.p, c.g
+    i = c.reg.idx("l_eye", "r_eye")
+    c.flat[i] = np.array([225, 218, 212], np.float32) * (0.92 + 0.03 * c.fine[i])[:, None]
     draws = []
     for ex, _pts in g["eyes"].values():
         ix = ex + p["gaze"][0] * p["ew"]
@@ -703,66 +834,100 @@ def _render(p: dict, f: _Frame, m: dict[str, np.ndarray], g: dict, rng: np.rando
             (_ellipse(ix, iy, ir * 0.45, ir * 0.45, n=12), [12, 10, 10]),
             (_ellipse(ix + ir * 0.3, iy - ir * 0.3, ir * 0.16, ir * 0.16, n=8), [250, 250, 250]),
         ]
-    _draw_clipped(img, eyes, f, draws)
+    _draw_clipped(c.img, c.mask("l_eye", "r_eye"), c.f, draws)
     for _ex, pts in g["eyes"].values():
-        f.stroke(img, pts[:14], 0.006, (25, 20, 20))
+        c.f.stroke(c.img, pts[:14], 0.006, (25, 20, 20))
 
-    # lips: the upper one darker, the lower one with a highlight; an open mouth is dark with teeth
+
+def _paint_lips(c: _Canvas) -> None:
+    """The upper lip darker, the lower one with a highlight; an open mouth is dark, with teeth."""
+    p, g, flat = c.p, c.g, c.flat
     lip = p["lip_c"]
-    i = reg.idx("u_lip")
-    flat[i] = lip * (0.78 + 0.04 * fine[i])[:, None]
-    i = reg.idx("l_lip")
-    hl = 1.0 + 0.18 * np.exp(-(((Vf[i] - g["mouth_y"] - p["gap"] / 2 - p["lt"] * 0.45) / 0.01) ** 2))
+    i = c.reg.idx("u_lip")
+    flat[i] = lip * (0.78 + 0.04 * c.fine[i])[:, None]
+    i = c.reg.idx("l_lip")
+    hl = 1.0 + 0.18 * np.exp(-(((c.Vf[i] - g["mouth_y"] - p["gap"] / 2 - p["lt"] * 0.45) / 0.01) ** 2))
     flat[i] = np.minimum(lip * hl[:, None], 255)
-    if "mouth" in m:
-        flat[reg.idx("mouth")] = np.array([70, 22, 28], np.float32)
-        if p["teeth"]:
-            X, _uo, up_in, lo_in, _lo = g["lips"]
-            teeth = np.concatenate(
-                [np.stack([X, up_in], 1), np.stack([X, up_in + (lo_in - up_in) * 0.55], 1)[::-1]]
-            )
-            _draw_clipped(img, (label == _CLS["mouth"]).view(np.uint8), f, [(teeth, [232, 228, 215])])
+    if "mouth" not in c.m:
+        return
+    flat[c.reg.idx("mouth")] = np.array([70, 22, 28], np.float32)
+    if p["teeth"]:
+        X, _uo, up_in, lo_in, _lo = g["lips"]
+        teeth = np.concatenate(
+            [np.stack([X, up_in], 1), np.stack([X, up_in + (lo_in - up_in) * 0.55], 1)[::-1]]
+        )
+        _draw_clipped(c.img, c.mask("mouth"), c.f, [(teeth, [232, 228, 215])])
 
-    if "hat" in m:
-        _crown, _brim, hat_y = g["hat"]
-        i = reg.idx("hat")
-        flat[i] = p["hat_c"] * (0.8 + 0.3 * np.clip((Uf[i] - 0.3) / 0.4, 0, 1) + 0.05 * fine[i])[:, None]
-        band = np.array([[0, hat_y - 0.05], [1, hat_y - 0.05], [1, hat_y - 0.02], [0, hat_y - 0.02]])
-        _draw_clipped(img, (label == _CLS["hat"]).view(np.uint8), f, [(band, (p["hat_c"] * 0.5).tolist())])
 
-    if "eye_g" in m:
-        lenses, bridge, temples = g["glasses"]
-        i = reg.idx("eye_g")
-        flat[i] = flat[i] * 0.85 + np.array([150, 170, 190], np.float32) * 0.15
-        frame = f.new()
-        for lens in lenses:
-            f.stroke(frame, lens, p["frame_w"] * 2, closed=True)
-        f.stroke(frame, bridge, p["frame_w"] * 1.6)
-        for tp in temples:
-            f.stroke(frame, tp, p["frame_w"] * 1.6)
-        sel = (frame.ravel()[i]).astype(bool)
-        flat[i[sel]] = p["frame_c"]
-    if "ear_r" in m:
-        i = reg.idx("ear_r")
-        flat[i] = np.minimum(p["metal_c"] * (0.8 + 0.4 * strands[i])[:, None], 255)
-    if "neck_l" in m:
-        i = reg.idx("neck_l")
+def _paint_hat(c: _Canvas) -> None:
+    """The hat's colour, lit from one side, with a darker band above the brim."""
+    p = c.p
+    _crown, _brim, hat_y = c.g["hat"]
+    i = c.reg.idx("hat")
+    c.flat[i] = p["hat_c"] * (0.8 + 0.3 * np.clip((c.Uf[i] - 0.3) / 0.4, 0, 1) + 0.05 * c.fine[i])[:, None]
+    band = np.array([[0, hat_y - 0.05], [1, hat_y - 0.05], [1, hat_y - 0.02], [0, hat_y - 0.02]])
+    _draw_clipped(c.img, c.mask("hat"), c.f, [(band, (p["hat_c"] * 0.5).tolist())])
+
+
+def _paint_glasses(c: _Canvas) -> None:
+    """Tinted lenses over what lies behind them, and the frame in its own colour."""
+    p, f, flat = c.p, c.f, c.flat
+    lenses, bridge, temples = c.g["glasses"]
+    i = c.reg.idx("eye_g")
+    flat[i] = flat[i] * 0.85 + np.array([150, 170, 190], np.float32) * 0.15
+    frame = f.new()
+    for lens in lenses:
+        f.stroke(frame, lens, p["frame_w"] * 2, closed=True)
+    f.stroke(frame, bridge, p["frame_w"] * 1.6)
+    for tp in temples:
+        f.stroke(frame, tp, p["frame_w"] * 1.6)
+    sel = (frame.ravel()[i]).astype(bool)
+    flat[i[sel]] = p["frame_c"]
+
+
+def _paint_jewellery_and_cloth(c: _Canvas) -> None:
+    """Metal earrings and necklace, and the clothes (plain with a weave, or striped)."""
+    p, flat, Uf, Vf = c.p, c.flat, c.Uf, c.Vf
+    if "ear_r" in c.m:
+        i = c.reg.idx("ear_r")
+        flat[i] = np.minimum(p["metal_c"] * (0.8 + 0.4 * c.strands[i])[:, None], 255)
+    if "neck_l" in c.m:
+        i = c.reg.idx("neck_l")
         flat[i] = np.minimum(p["metal_c"] * (0.75 + 0.5 * (np.sin(Uf[i] * 260) > 0))[:, None], 255)
-
-    i = reg.idx("cloth")
+    i = c.reg.idx("cloth")
     if p["cloth_stripes"]:
         pattern = 0.8 + 0.25 * (np.sin(Vf[i] * 90 + Uf[i] * 10) > 0)
     else:
-        pattern = 0.9 + 0.1 * np.sin(Uf[i] * 40 + Vf[i] * 25) * np.clip(fine[i], -1, 1)
+        pattern = 0.9 + 0.1 * np.sin(Uf[i] * 40 + Vf[i] * 25) * np.clip(c.fine[i], -1, 1)
     flat[i] = p["cloth_c"] * pattern[:, None]
 
-    # lighting gradient, slight blur (anti-aliasing), sensor noise
+
+def _finish(c: _Canvas, rng: np.random.Generator) -> np.ndarray:
+    """Lighting gradient, a slight blur (anti-aliasing) and sensor noise; the uint8 image."""
+    p, size = c.p, c.f.size
     ca, sa = math.cos(p["light_dir"]), math.sin(p["light_dir"])
-    light = 1.0 + 2.0 * p["light"] * (ca * (U - 0.5) + sa * (V - 0.5))
+    light = 1.0 + 2.0 * p["light"] * (ca * (c.U - 0.5) + sa * (c.V - 0.5))
+    img = c.img
     img *= light[..., None]
     img = cv2.GaussianBlur(img, (3, 3), 0.6 * max(size / 256, 0.5))
-    img += p["noise"] * _window(tex["noise"], size, rng)
+    img += p["noise"] * _window(c.tex["noise"], size, rng)
     return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _render(p: dict, f: _Frame, m: dict[str, np.ndarray], g: dict, rng: np.random.Generator) -> np.ndarray:
+    """Paint the face layer by layer over the background, inside the merged parts; the uint8 image."""
+    c = _canvas(p, f, m, g, rng)
+    _paint_skin(c)
+    _paint_skin_details(c)
+    _paint_hair_and_brows(c)
+    _paint_eyes(c)
+    _paint_lips(c)
+    if "hat" in m:
+        _paint_hat(c)
+    if "eye_g" in m:
+        _paint_glasses(c)
+    _paint_jewellery_and_cloth(c)
+    return _finish(c, rng)
 
 
 # ----------------------------------------------------------------------------- public API
