@@ -1,4 +1,9 @@
-"""The U-Net: a plain encoder-decoder with skip connections, or a Keras Applications backbone as encoder.
+"""The U-Net: a plain encoder-decoder with skip connections, or a pretrained backbone as encoder.
+
+Backbones: ``efficientnet_lite0`` (ImageNet weights installed with the package, see
+:mod:`facesegm_utils.efficientnet`; works offline) and the Keras Applications ``mobilenetv2`` /
+``efficientnetv2b0`` (ImageNet weights downloaded by Keras on first use). Asking for weights that
+cannot be had raises :class:`FacesegmError`; a model never silently starts from random weights.
 
 Only ``keras.layers`` / ``keras.ops`` are used here (no TensorFlow import), so the same model builds
 under any Keras backend. A model takes raw RGB floats in 0..255 of shape (S, S, 3) and returns
@@ -13,20 +18,27 @@ Layers are named by stage so the architecture can be read off ``model.summary()`
 
 from __future__ import annotations
 
-import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import keras
 import numpy as np
 
+from facesegm_utils import efficientnet
+from facesegm_utils.fileio import FacesegmError
 from facesegm_utils.labels import NUM_CLASSES
 
 UPSAMPLING_MODES: tuple[str, ...] = ("transpose", "bilinear")
-#: encoder name -> (Keras Applications constructor name, preprocessing); "own" = the backbone rescales.
+#: encoder name -> (constructor name, preprocessing); "own" = the backbone rescales 0..255 itself.
+#: ``efficientnet_lite0`` is built by :mod:`facesegm_utils.efficientnet`, the others by Keras Applications.
 ENCODERS: dict[str, tuple[str, str]] = {
+    "efficientnet_lite0": ("efficientnet_lite0", "own"),
     "mobilenetv2": ("MobileNetV2", "minus_one_one"),
     "efficientnetv2b0": ("EfficientNetV2B0", "own"),
 }
+#: the encoder whose pretrained weights install with the package (no download)
+OFFLINE_ENCODER = "efficientnet_lite0"
+ENCODER_WEIGHTS: tuple[str, ...] = ("imagenet",)
 #: a backbone encoder always downsamples five times (stride 32)
 ENCODER_DEPTH = 5
 
@@ -75,11 +87,22 @@ def decoder_block(
     return conv_block(x, filters, f"dec{level}", batch_norm=batch_norm)
 
 
-def _check_args(image_size: int, depth: int, upsampling: str, encoder: str | None, num_classes: int) -> None:
+def _check_args(
+    image_size: int,
+    depth: int,
+    upsampling: str,
+    encoder: str | None,
+    num_classes: int,
+    encoder_weights: str | None = None,
+) -> None:
     if upsampling not in UPSAMPLING_MODES:
         raise ValueError(f"upsampling must be one of {UPSAMPLING_MODES}, got {upsampling!r}")
     if encoder is not None and encoder not in ENCODERS:
         raise ValueError(f"unknown encoder {encoder!r}; expected None or one of {', '.join(ENCODERS)}")
+    if encoder_weights not in (None, *ENCODER_WEIGHTS):
+        raise ValueError(f"encoder_weights must be None or one of {ENCODER_WEIGHTS}, got {encoder_weights!r}")
+    if encoder is None and encoder_weights is not None:
+        raise ValueError(f"encoder_weights={encoder_weights!r} needs an encoder (got encoder=None)")
     if num_classes < 2:
         raise ValueError(f"num_classes must be at least 2, got {num_classes}")
     if encoder is None and depth < 1:
@@ -95,6 +118,26 @@ def _check_args(image_size: int, depth: int, upsampling: str, encoder: str | Non
         )
 
 
+def decoder_widths(base_filters: int, decoder_filters: int | Sequence[int] | None = None) -> tuple[int, ...]:
+    """Filters of a backbone U-Net's five decoder levels, at strides 16, 8, 4, 2 and 1.
+
+    ``None``: ``base_filters * (16, 8, 4, 2, 1)``; an int ``d``: ``(8d, 4d, 3d, 2d, d)``, a light decoder
+    (16 gives 128, 64, 48, 32, 16); a sequence: five widths as given.
+    """
+    if decoder_filters is None:
+        widths = tuple(base_filters * 2**i for i in range(ENCODER_DEPTH - 1, -1, -1))
+    elif isinstance(decoder_filters, int):
+        widths = tuple(decoder_filters * m for m in (8, 4, 3, 2, 1))
+    else:
+        widths = tuple(int(f) for f in decoder_filters)
+    if len(widths) != ENCODER_DEPTH or min(widths) < 1:
+        raise ValueError(
+            f"decoder_filters must be an int >= 1 or {ENCODER_DEPTH} positive widths (strides 16..1), "
+            f"got {decoder_filters!r}"
+        )
+    return widths
+
+
 # ------------------------------------------------------------------------------------------ models
 def build_unet(
     image_size: int,
@@ -106,19 +149,21 @@ def build_unet(
     upsampling: str = "transpose",
     encoder: str | None = None,
     encoder_weights: str | None = None,
+    decoder_filters: int | Sequence[int] | None = None,
     name: str = "unet",
 ) -> keras.Model:
     """Build a U-Net for (image_size, image_size, 3) RGB inputs in 0..255 returning float32 logits.
 
     Plain U-Net (``encoder=None``): ``depth`` encoder levels with ``base_filters * 2**(i-1)`` filters,
     a bottleneck with ``base_filters * 2**depth`` filters (``dropout`` applies there), and ``depth``
-    decoder levels mirroring the encoder. With ``encoder="mobilenetv2"`` or ``"efficientnetv2b0"`` a
-    Keras Applications backbone (``include_top=False``, ``encoder_weights="imagenet"`` or ``None``)
-    replaces the encoder: its features at strides 2, 4, 8 and 16 are the skips, stride 32 is the
-    bottleneck, and ``depth`` is fixed at 5. Raises ``ValueError`` for a size that ``2**depth``
-    does not divide, an unknown upsampling mode or an unknown encoder.
+    decoder levels mirroring the encoder. With an ``encoder`` (see :data:`ENCODERS`) a pretrained
+    backbone (``encoder_weights="imagenet"`` or ``None`` for random) replaces the encoder: its features
+    at strides 2, 4, 8 and 16 are the skips, stride 32 is the bottleneck, and five decoder levels of
+    :func:`decoder_widths` filters bring it back to full resolution, where the image itself is the
+    last skip (sharp part edges). Input scaling is inside the model in every case. Raises
+    ``ValueError`` for bad arguments and :class:`FacesegmError` when ImageNet weights cannot be had.
     """
-    _check_args(image_size, depth, upsampling, encoder, num_classes)
+    _check_args(image_size, depth, upsampling, encoder, num_classes, encoder_weights)
     inputs = keras.Input((image_size, image_size, 3), name="image")
     if encoder is None:
         x = keras.layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
@@ -137,50 +182,57 @@ def build_unet(
                 upsampling=upsampling,
             )
     else:
-        features = _backbone(encoder, image_size, encoder_weights)
-        ctor, prep = ENCODERS[encoder]
+        widths = decoder_widths(base_filters, decoder_filters)
+        features = backbone(encoder, image_size, encoder_weights)
+        _, prep = ENCODERS[encoder]
         x = inputs
         if prep == "minus_one_one":
             x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(x)
         *skips, x = features(x)
         if dropout > 0:
             x = keras.layers.Dropout(dropout, name="bottleneck_dropout")(x)
-        for level in range(ENCODER_DEPTH - 1, 0, -1):
-            x = decoder_block(
-                x,
-                skips[level - 1],
-                base_filters * 2 ** (level - 1),
-                level + 1,
-                batch_norm=batch_norm,
-                upsampling=upsampling,
-            )
-        x = decoder_block(x, None, base_filters, 1, batch_norm=batch_norm, upsampling=upsampling)
+        image_skip = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="dec1_image")(inputs)
+        for level, filters in zip(range(ENCODER_DEPTH, 0, -1), widths, strict=True):
+            skip = skips[level - 2] if level > 1 else image_skip
+            x = decoder_block(x, skip, filters, level, batch_norm=batch_norm, upsampling=upsampling)
     outputs = keras.layers.Conv2D(num_classes, 1, dtype="float32", name="logits")(x)
     return keras.Model(inputs, outputs, name=name)
 
 
-def _backbone(encoder: str, image_size: int, weights: str | None) -> keras.Model:
-    """A feature extractor returning the backbone's last features at strides 2, 4, 8, 16 and 32."""
+def weights_source(encoder: str | None, encoder_weights: str | None) -> str | None:
+    """Where a model's pretrained encoder weights came from (for ``config.json``); ``None`` = random."""
+    if encoder is None or encoder_weights is None:
+        return None
+    if encoder == OFFLINE_ENCODER:
+        return efficientnet.WEIGHTS_SOURCE
+    return f"keras.applications.{ENCODERS[encoder][0]} ({encoder_weights})"
+
+
+def _keras_application(encoder: str, image_size: int, weights: str | None) -> keras.Model:
     ctor_name, _ = ENCODERS[encoder]
     ctor = getattr(keras.applications, ctor_name)
-    kwargs: dict[str, Any] = {
-        "input_shape": (image_size, image_size, 3),
-        "include_top": False,
-        "weights": weights,
-    }
     try:
-        base = ctor(**kwargs)
+        return ctor(input_shape=(image_size, image_size, 3), include_top=False, weights=weights)
     except Exception as exc:  # noqa: BLE001 - any download failure (offline, proxy, SSL) lands here
-        if weights != "imagenet":
+        if weights is None:
             raise
-        warnings.warn(
-            f"could not load ImageNet weights for encoder {encoder!r} ({type(exc).__name__}: {exc}); "
-            "the encoder starts from random weights instead. To use them offline, put the Keras "
-            f"Applications weight file for {ctor_name} in ~/.keras/models/ first.",
-            RuntimeWarning,
-            stacklevel=3,
+        raise FacesegmError(
+            f"cannot load the {weights} weights of encoder {encoder!r} ({type(exc).__name__}: {exc}); "
+            f"Keras downloads them on first use. Offline, use --encoder {OFFLINE_ENCODER} "
+            f"--encoder-weights {weights} (weights installed with the package), or put the Keras "
+            f"weight file of {ctor_name} in ~/.keras/models/"
+        ) from exc
+
+
+def backbone(encoder: str, image_size: int, weights: str | None) -> keras.Model:
+    """The encoder as a model returning its features at strides 2, 4, 8, 16 and 32 (inputs 0..255)."""
+    if encoder == OFFLINE_ENCODER:
+        base = efficientnet.efficientnet_lite0(
+            include_top=False, weights=weights, input_shape=(image_size, image_size, 3)
         )
-        base = ctor(**{**kwargs, "weights": None})
+        outputs = [base.get_layer(f"block{b}_out").output for b in efficientnet.FEATURE_BLOCKS.values()]
+        return keras.Model(base.inputs, outputs, name=f"encoder_{encoder}")
+    base = _keras_application(encoder, image_size, weights)
     chosen: dict[int, Any] = {}
     for layer in base.layers:
         shape = layer.output.shape

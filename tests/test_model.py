@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import socket
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
 
+from facesegm_utils import cli, efficientnet, prepare, synthetic
 from facesegm_utils import model as M
+from facesegm_utils.fileio import FacesegmError
+from facesegm_utils.torchckpt import load_legacy_checkpoint
 
 
 @pytest.mark.parametrize(
@@ -92,15 +98,70 @@ def test_receptive_field_analytic_matches_gradient() -> None:
     assert M.field_extent(grad) == analytic["output"]
 
 
-def test_imagenet_weights_fall_back_to_random_when_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No network (every socket connection refused) and an empty private weights cache."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OSError("network disabled in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setenv("FACESEGM_CACHE", str(tmp_path / "cache"))
+    return tmp_path
+
+
+@pytest.mark.slow
+def test_pretrained_encoder_builds_offline_and_round_trips(offline: Path) -> None:
+    net = M.build_unet(64, encoder="efficientnet_lite0", encoder_weights="imagenet", decoder_filters=4)
+    assert net.output_shape == (None, 64, 64, 19)
+    enc = net.get_layer("encoder_efficientnet_lite0")
+    assert [tuple(o.shape[1:3]) for o in enc.outputs] == [(32, 32), (16, 16), (8, 8), (4, 4), (2, 2)]
+    state = load_legacy_checkpoint(efficientnet.checkpoint_path())
+    stem = np.transpose(state["_conv_stem.weight"], (2, 3, 1, 0))
+    np.testing.assert_array_equal(enc.get_layer("stem_conv").get_weights()[0], stem)
+    assert M.weights_source("efficientnet_lite0", "imagenet") == efficientnet.WEIGHTS_SOURCE
+    assert M.weights_source("efficientnet_lite0", None) is None
+    x = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype("float32")
+    path = offline / "pretrained.keras"
+    net.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(net(x)), rtol=1e-5, atol=1e-5)
+    random = M.build_unet(64, encoder="efficientnet_lite0", encoder_weights=None, decoder_filters=4)
+    stem_random = random.get_layer("encoder_efficientnet_lite0").get_layer("stem_conv").get_weights()[0]
+    assert not np.allclose(stem_random, stem)
+
+
+def test_decoder_widths() -> None:
+    assert M.decoder_widths(8) == (128, 64, 32, 16, 8)
+    assert M.decoder_widths(8, 16) == (128, 64, 48, 32, 16)
+    assert M.decoder_widths(8, [5, 4, 3, 2, 1]) == (5, 4, 3, 2, 1)
+    with pytest.raises(ValueError, match="decoder_filters"):
+        M.decoder_widths(8, [4, 2])
+    with pytest.raises(ValueError, match="needs an encoder"):
+        M.build_unet(32, depth=2, encoder_weights="imagenet")
+
+
+@pytest.mark.slow
+def test_unobtainable_imagenet_weights_stop_with_a_clear_error(
+    offline: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     real = keras.applications.MobileNetV2
 
-    def offline(**kwargs):
-        if kwargs.get("weights") == "imagenet":
-            raise OSError("URL fetch failure: no network")
+    def no_download(**kwargs: object) -> keras.Model:
+        if kwargs.get("weights") == "imagenet":  # what Keras raises offline without a cached file
+            raise Exception("URL fetch failure on https://storage.googleapis.com/...: network disabled")
         return real(**kwargs)
 
-    monkeypatch.setattr(keras.applications, "MobileNetV2", offline)
-    with pytest.warns(RuntimeWarning, match="could not load ImageNet weights for encoder 'mobilenetv2'"):
-        net = M.build_unet(64, encoder="mobilenetv2", encoder_weights="imagenet", base_filters=4)
-    assert net.output_shape == (None, 64, 64, 19)
+    monkeypatch.setattr(keras.applications, "MobileNetV2", no_download)
+    with pytest.raises(FacesegmError, match=r"encoder 'mobilenetv2'.*--encoder efficientnet_lite0"):
+        M.build_unet(64, encoder="mobilenetv2", encoder_weights="imagenet", base_filters=4)
+    raw = synthetic.write_dataset(offline / "raw", count=6, size=64, seed=0)
+    prep = offline / "prep"
+    prepare.prepare_dataset(raw, prep, 32, split="ratio", ratios=(0.5, 0.25, 0.25), workers=1)
+    argv = ["train", "--data", str(prep), "--out", str(offline / "run"), "--image-size", "32"]
+    argv += ["--epochs", "1", "--encoder", "mobilenetv2", "--encoder-weights", "imagenet"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "encoder 'mobilenetv2'" in err[-1] and "efficientnet_lite0" in err[-1]
+    assert not (offline / "run" / "model.keras").exists()
