@@ -9,12 +9,14 @@ import pytest
 from facesegm_utils.labels import NUM_CLASSES, class_id
 from facesegm_utils.recolor import (
     edge_window,
+    guided_filter,
     mean_lightness,
     parse_color,
     part_probability,
     part_weight,
     recolor,
     recolor_part,
+    refine_weight,
 )
 
 HAIR, SKIN, MOUTH, U_LIP, L_LIP = (class_id(n) for n in ("hair", "skin", "mouth", "u_lip", "l_lip"))
@@ -257,3 +259,53 @@ def test_edge_window_centres_on_the_top_edge() -> None:
     assert (ys.start, xs.start) == (15, 25)
     with pytest.raises(ValueError, match="does not fit"):
         edge_window(m, 30)
+
+
+def test_guided_filter_keeps_constants_and_follows_the_guide() -> None:
+    rng = np.random.default_rng(1)
+    guide = rng.random((40, 48)).astype(np.float32)
+    const = np.full((40, 48), 0.3, np.float32)
+    # a constant input has zero covariance with the guide: a = 0, b = 0.3 everywhere
+    assert np.allclose(guided_filter(guide, const, radius=3, eps=1e-3, subsample=1), 0.3, atol=1e-5)
+    # the guide filtered by itself with a tiny eps: a ~ 1, b ~ 0, the guide comes back
+    assert np.abs(guided_filter(guide, guide, radius=3, eps=1e-6, subsample=1) - guide).max() < 0.02
+
+
+def _edge_scene() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Dark hair on the left of column 32, light background right; a model-like blurry hair probability."""
+    img = np.full((64, 64, 3), 220, np.uint8)
+    img[:, :32] = 40
+    true = np.zeros((64, 64), bool)
+    true[:, :32] = True
+    x = np.arange(64, dtype=np.float32)
+    proba = np.zeros((64, 64, NUM_CLASSES), np.float32)
+    hair = np.clip(1.0 - (x - 26) / 14, 0.0, 1.0)  # 1 up to column 26, fades to 0 at 40: a halo past 32
+    proba[..., class_id("hair")] = hair[None, :]
+    proba[..., class_id("background")] = 1.0 - hair[None, :]
+    return img, proba, true
+
+
+def test_refinement_removes_the_halo_and_keeps_the_part() -> None:
+    img, proba, true = _edge_scene()
+    raw = part_weight(proba, "hair", refine=False)
+    refined = part_weight(proba, "hair", image=img)  # probabilities + photo: refined by default
+    assert np.array_equal(refined, refine_weight(raw, img))
+    outside = ~true
+    outside[:, 32:35] = False  # the halo is measured beyond 3 px of the true edge
+    assert raw[outside].mean() > 0.02
+    assert refined[outside].mean() < 0.75 * raw[outside].mean()  # less colour past the edge
+    # the weight drops at the photo's edge (columns 31 -> 33) much more steeply than the model's
+    assert np.all(refined[:, 31] - refined[:, 33] > 2 * (raw[:, 31] - raw[:, 33]))
+    assert refined[:, :26].min() == 1.0  # the confident part stays fully recoloured
+    assert np.all(refined[:, 50:] == 0.0)  # untouched far away: exactly zero, so pixels stay bit-identical
+
+
+def test_refinement_is_off_for_label_maps_and_needs_the_photo() -> None:
+    img, proba, true = _edge_scene()
+    labels = np.where(true, class_id("hair"), 0).astype(np.uint8)
+    assert np.array_equal(part_weight(labels, "hair", image=img), part_weight(labels, "hair"))
+    with pytest.raises(ValueError, match="image"):
+        part_weight(proba, "hair", refine=True)
+    with pytest.raises(ValueError, match="radius"):
+        refine_weight(np.ones((8, 8), np.float32), img[:8, :8], radius=-1)
+    assert np.all(refine_weight(np.zeros((8, 8), np.float32), img[:8, :8]) == 0.0)
