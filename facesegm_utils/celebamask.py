@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -305,14 +305,18 @@ def merge_parts(masks: Mapping[str, np.ndarray], notes: list[str] | None = None)
 
 
 def read_label_map(
-    parts: Mapping[str, str | os.PathLike[str]], size: int | None = None, notes: list[str] | None = None
+    parts: Mapping[str, str | os.PathLike[str]],
+    size: int | None = None,
+    notes: list[str] | None = None,
+    reader: Callable[[str | os.PathLike[str]], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Read an id's part masks and merge them into a uint8 label map, nearest-resized to ``size``.
 
     Equal to ``resize_nearest(merge_parts(masks), size)``, but each mask is nearest-sampled to
     ``size`` before merging (the merge is per pixel, so the result is the same and cheaper).
+    ``reader`` reads one mask like :func:`read_mask` (the default); prepare passes a faster one.
     """
-    masks = {name: read_mask(p) for name, p in parts.items()}
+    masks = {name: (reader or read_mask)(p) for name, p in parts.items()}
     if not masks:
         raise FacesegmError("no part masks given; expected at least one {k:05d}_{part}.png file")
     masks = _common_size(masks, notes)

@@ -180,3 +180,69 @@ def test_cli_prepare(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert json.loads((out / "dataset.json").read_text())["counts"] == {"train": 1, "val": 1, "test": 1}
     assert cli.main([*args[:-2], "--split", "official"]) == 2
     assert cm.MAPPING_FILE in capsys.readouterr().err
+
+
+def _blob_mask(size: int = 40, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    m = np.zeros((size, size), np.uint8)
+    for _ in range(4):
+        y, x, r = rng.integers(0, size, 3)
+        cv2.circle(m, (int(x), int(y)), int(r) // 3 + 2, 255, -1)
+    return m
+
+
+def _png_variants(mask: np.ndarray) -> dict[str, bytes]:
+    """One mask as PNG bytes the ways real writers store it: grey/RGB/RGBA, OpenCV and Pillow filters."""
+    import io
+
+    from PIL import Image
+
+    rgb = np.dstack([mask, mask // 2, mask])
+    rgba = np.dstack([rgb, np.full_like(mask, 200)])
+    out = {}
+    for name, arr in (("grey", mask), ("rgb", rgb), ("rgba", rgba)):
+        for f in ("NONE", "SUB", "UP", "AVG", "PAETH", "ALL"):
+            flag = getattr(cv2, f"IMWRITE_PNG_FILTER_{f}", None) or cv2.IMWRITE_PNG_ALL_FILTERS
+            out[f"cv2-{name}-{f}"] = cv2.imencode(".png", arr, [cv2.IMWRITE_PNG_FILTER, flag])[1].tobytes()
+        buf = io.BytesIO()
+        Image.fromarray(arr[..., [2, 1, 0, 3][: arr.shape[2]]] if arr.ndim == 3 else arr).save(buf, "PNG")
+        out[f"pillow-{name}"] = buf.getvalue()
+    return out
+
+
+def test_fast_mask_reader_equals_opencv_for_every_png_writer(tmp_path: Path) -> None:
+    """decode_png is exact where it answers (None/Sub/Up rows), and read_mask always equals cm.read_mask."""
+    fast = 0
+    for seed in range(3):
+        for name, data in _png_variants(_blob_mask(seed=seed)).items():
+            path = tmp_path / f"{seed}_{name}.png"
+            path.write_bytes(data)
+            expected = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+            got = prep.decode_png(data)
+            if got is not None:
+                fast += 1
+                ref = expected if expected.ndim == 2 else expected[..., [2, 1, 0, 3][: expected.shape[2]]]
+                np.testing.assert_array_equal(got, ref, err_msg=name)
+            elif "NONE" in name or "SUB" in name or "UP" in name:
+                pytest.fail(f"{name}: decode_png should handle None/Sub/Up rows")
+            np.testing.assert_array_equal(prep.read_mask(path), cm.read_mask(path), err_msg=name)
+    assert fast >= 30  # the fast path, not the fallback, did most of the work (Pillow mixes None/Sub/Up)
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(_png_variants(_blob_mask())["cv2-grey-SUB"][:-30])
+    assert prep.decode_png(cut.read_bytes()) is None
+    with pytest.raises(FacesegmError, match="truncated or not a PNG"):
+        prep.read_mask(cut)
+
+
+def test_prepared_labels_at_the_archive_sizes_equal_the_reference_merge(tmp_path: Path) -> None:
+    """Images twice the mask size (like 1024/512), S below both: labels are the plain nearest merge."""
+    from facesegm_utils import synthetic
+
+    raw = synthetic.write_dataset(tmp_path / "raw", count=4, size=128, mask_size=64, seed=1)
+    out = tmp_path / "out"
+    prep.prepare_dataset(raw, out, 32, split="ratio", ratios=(1.0, 0.0, 0.0), workers=1)
+    parts = cm.part_files(raw)
+    for k, files in parts.items():
+        lab = cv2.imread(str(out / "train" / "labels" / f"{k}.png"), cv2.IMREAD_UNCHANGED)
+        merged = cm.merge_parts({n: cm.read_mask(p) for n, p in files.items()})
+        np.testing.assert_array_equal(lab, cm.resize_nearest(merged, 32))
