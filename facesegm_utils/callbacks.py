@@ -21,6 +21,12 @@ from facesegm_utils.fileio import FacesegmError, atomic_write_text, read_numeric
 from facesegm_utils.labels import NUM_CLASSES
 from facesegm_utils.losses import CEDiceLoss, SoftDiceLoss, SparseCrossEntropy
 
+#: the training-time mIoU is computed at the MODEL's input size (labels resized nearest to it), so
+#: it is named so in ``history.csv``; the full-resolution score is ``facesegm evaluate``'s
+MIOU = "miou_model_size"
+#: the validation mIoU that picks the best checkpoint and drives early stopping
+VAL_MIOU = "val_" + MIOU
+
 
 # ----------------------------------------------------------------------------------------- metrics
 @keras.saving.register_keras_serializable(package="facesegm")
@@ -31,7 +37,7 @@ class DatasetMeanIoU(keras.metrics.MeanIoU):
     ``MeanIoU`` rule). This is the dataset-level mIoU, not an average of per-batch figures.
     """
 
-    def __init__(self, num_classes: int = NUM_CLASSES, name: str = "miou", **kwargs: Any) -> None:
+    def __init__(self, num_classes: int = NUM_CLASSES, name: str = MIOU, **kwargs: Any) -> None:
         kwargs.setdefault("sparse_y_true", True)
         kwargs.setdefault("sparse_y_pred", False)
         super().__init__(num_classes=num_classes, name=name, **kwargs)
@@ -67,13 +73,13 @@ def load_model(path: str | os.PathLike[str], compile: bool = False) -> keras.Mod
 
 
 def compile_model(model: keras.Model, loss: keras.losses.Loss, learning_rate: Any, num_classes: int) -> None:
-    """Compile with Adam, ``loss`` and the metrics ``pixel_accuracy`` and ``miou``."""
+    """Compile with Adam, ``loss`` and the metrics ``pixel_accuracy`` and ``miou_model_size``."""
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss=loss,
         metrics=[
             keras.metrics.SparseCategoricalAccuracy(name="pixel_accuracy"),
-            DatasetMeanIoU(num_classes, name="miou"),
+            DatasetMeanIoU(num_classes, name=MIOU),
         ],
     )
 
@@ -94,7 +100,7 @@ class BestModelCheckpoint(keras.callbacks.Callback):
     """
 
     def __init__(
-        self, path: Path, monitor: str = "val_miou", initial_best: float = -math.inf, export: Any = None
+        self, path: Path, monitor: str = VAL_MIOU, initial_best: float = -math.inf, export: Any = None
     ) -> None:
         super().__init__()
         self.path = Path(path)

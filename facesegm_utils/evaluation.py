@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
+from facesegm_utils import prediction
 from facesegm_utils.fileio import (
     FacesegmError,
     atomic_write_json,
@@ -57,28 +58,6 @@ def split_items(prep_dir: str | os.PathLike[str], split: str) -> list[tuple[str,
     return items
 
 
-def _load_model(model: Any) -> Any:
-    if hasattr(model, "predict_on_batch"):
-        return model
-    path = Path(model)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"model not found: {path} (expected a .keras file written by `facesegm train`)"
-        )
-    from facesegm_utils.callbacks import load_model
-
-    return load_model(path)
-
-
-def _model_size(model: Any) -> tuple[int, int] | None:
-    """The (height, width) the model takes, or None if it accepts any size."""
-    shape = model.input_shape
-    if isinstance(shape, list):
-        shape = shape[0]
-    h, w = shape[1], shape[2]
-    return (int(h), int(w)) if h is not None and w is not None else None
-
-
 def _batches(items: Sequence[tuple[str, Path, Path]], batch_size: int) -> Iterator[list[tuple[Any, ...]]]:
     """Read image/label batches on a small thread pool, one batch ahead of the caller."""
 
@@ -93,31 +72,6 @@ def _batches(items: Sequence[tuple[str, Path, Path]], batch_size: int) -> Iterat
             batch = pending.result()
             pending = ahead.submit(load, chunks[k + 1]) if k + 1 < len(chunks) else None
             yield batch
-
-
-def predict_logits(model: Any, images: Sequence[np.ndarray], out_sizes: Sequence[tuple[int, int]]) -> list:
-    """Logits (H, W, C) per image at ``out_sizes``: images are resized to the model's input size if it
-    is fixed, and the logits are upsampled bilinearly back to each requested size."""
-    size = _model_size(model)
-    if size is None and len({im.shape[:2] for im in images}) > 1:
-        size = images[0].shape[:2]
-    x = np.stack(
-        [
-            im
-            if size is None or im.shape[:2] == size
-            else cv2.resize(im, size[::-1], interpolation=cv2.INTER_AREA)
-            for im in images
-        ]
-    ).astype(np.float32)
-    logits = np.asarray(model.predict_on_batch(x), dtype=np.float32)
-    out = []
-    for lg, (h, w) in zip(logits, out_sizes, strict=True):
-        if lg.shape[:2] != (h, w):
-            lg = cv2.resize(lg, (w, h), interpolation=cv2.INTER_LINEAR)
-            if lg.ndim == 2:  # a single-class output loses its channel axis in cv2
-                lg = lg[..., None]
-        out.append(lg)
-    return out
 
 
 def _finish(
@@ -152,7 +106,8 @@ def iter_predictions(
     batch_size: int = 8,
     limit: int | None = None,
 ) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-    """Stream ``(id, truth, prediction)`` over a split: the model's arg-max at the label resolution.
+    """Stream ``(id, truth, prediction)`` over a split: the arg-max of
+    :func:`facesegm_utils.prediction.predict_proba` at the image's own size (the label's size).
 
     Images are read a batch ahead on a thread pool; nothing is kept, so memory stays flat.
     """
@@ -161,16 +116,14 @@ def iter_predictions(
     items = split_items(prep_dir, split)
     if limit is not None:
         items = items[: int(limit)]
-    net = _load_model(model)
+    net = prediction.load(model)
     for batch in _batches(items, int(batch_size)):
         ids, images, labels = zip(*batch, strict=True)
-        logits = predict_logits(net, images, [lb.shape for lb in labels])
-        if logits[0].shape[-1] != NUM_CLASSES:
-            raise FacesegmError(
-                f"model outputs {logits[0].shape[-1]} channels, expected {NUM_CLASSES} class logits"
-            )
-        for key, lb, lg in zip(ids, labels, logits, strict=True):
-            yield key, lb, np.argmax(lg, axis=-1).astype(np.uint8)
+        preds = prediction.predict_labels(net, images)
+        for key, lb, pred in zip(ids, labels, preds, strict=True):
+            if pred.shape != lb.shape:  # a label map stored at another size than its image
+                pred = cv2.resize(pred, lb.shape[::-1], interpolation=cv2.INTER_NEAREST)
+            yield key, lb, pred
 
 
 def image_confusion_matrices(
@@ -210,8 +163,10 @@ def evaluate_model(
 ) -> dict[str, Any]:
     """Score a saved ``.keras`` model (or a loaded Keras model) on one split of a prepared dataset.
 
-    Predictions are the argmax of the logits at the label resolution; if the model's input size
-    differs from the prepared size, images are resized to it and the logits upsampled bilinearly.
+    Predictions come from the package's one prediction path
+    (:func:`facesegm_utils.prediction.predict_proba`): images are resized to the model's input size
+    and the class probabilities upsampled bilinearly back to the image's size, as ``facesegm predict``
+    does, so both give the same score.
     With ``per_image=True`` the report also lists each image's pixel accuracy and mIoU (for
     best/worst examples). ``limit`` evaluates only the first N images of the split. Writes ``out``
     (JSON) and the Markdown table next to it if given.
@@ -219,7 +174,7 @@ def evaluate_model(
     prep = Path(prep_dir)
     total = len(split_items(prep, split))  # fails fast on a bad folder or split, before loading the model
     n = total if limit is None else min(int(limit), total)
-    net = _load_model(model_path)
+    net = prediction.load(model_path)
     cm = ConfusionMatrix(NUM_CLASSES)
     rows: list[dict[str, Any]] | None = [] if per_image else None
     count = 0
@@ -230,11 +185,11 @@ def evaluate_model(
         count += 1
         if rows is not None:
             rows.append({"id": key, **image_scores(truth, pred)})
-    size = _model_size(net)
+    size = prediction.input_size(net)
     source = {
         "kind": "model",
         "path": None if hasattr(model_path, "predict_on_batch") else str(model_path),
-        "input_size": list(size) if size is not None else None,
+        "input_size": [size, size],
     }
     return _finish(cm, split=split, prep_dir=prep, source=source, num_images=count, per_image=rows, out=out)
 

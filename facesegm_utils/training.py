@@ -25,16 +25,16 @@ import keras
 import numpy as np
 
 from facesegm_utils.callbacks import (
+    VAL_MIOU,
     BestModelCheckpoint,
-    DatasetMeanIoU,
     HistoryCSV,
     NaNGuard,
     compile_model,
     history_columns,
-    load_model,
     read_history,
     tensorboard_available,
 )
+from facesegm_utils.evaluation import evaluate_model
 from facesegm_utils.fileio import FacesegmError, atomic_write_json
 from facesegm_utils.labels import CLASSES, NUM_CLASSES
 from facesegm_utils.losses import get_loss
@@ -221,7 +221,7 @@ def train(config: TrainConfig | dict[str, Any], callbacks: list[Any] | None = No
     history_path = run / "history.csv"
     initial_best = -math.inf
     if resuming and history_path.is_file():
-        past = [r.get("val_miou", math.nan) for r in read_history(history_path)]
+        past = [r.get(VAL_MIOU, math.nan) for r in read_history(history_path)]
         past = [v for v in past if math.isfinite(v)]
         initial_best = max(past) if past else -math.inf
     elif history_path.is_file():
@@ -253,14 +253,14 @@ def train(config: TrainConfig | dict[str, Any], callbacks: list[Any] | None = No
                         keras.mixed_precision.set_global_policy(policy)
                 return twin["model"]
 
-        checkpoint = BestModelCheckpoint(run / "model.keras", "val_miou", initial_best, export)
+        checkpoint = BestModelCheckpoint(run / "model.keras", VAL_MIOU, initial_best, export)
         nan_guard = NaNGuard()
         cbs: list[Any] = [
             keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=True),
             checkpoint,
             HistoryCSV(history_path, append=resuming),
             nan_guard,
-            keras.callbacks.EarlyStopping(monitor="val_miou", mode="max", patience=cfg.patience, verbose=1),
+            keras.callbacks.EarlyStopping(monitor=VAL_MIOU, mode="max", patience=cfg.patience, verbose=1),
         ]
         if tensorboard_available():
             cbs.append(
@@ -299,13 +299,13 @@ def train(config: TrainConfig | dict[str, Any], callbacks: list[Any] | None = No
             f"try a lower learning rate, e.g. --lr {cfg.lr / 10:g}"
         )
     history = history_columns(history_path) if history_path.is_file() else {}
-    best = [v for v in history.get("val_miou", []) if math.isfinite(v)]
+    best = [v for v in history.get(VAL_MIOU, []) if math.isfinite(v)]
     record.update(
         {
             "status": "finished",
             "epochs_run": len(history.get("epoch", [])),
             "best_val_miou": max(best) if best else None,
-            "best_epoch": int(history["epoch"][int(np.nanargmax(history["val_miou"]))]) if best else None,
+            "best_epoch": int(history["epoch"][int(np.nanargmax(history[VAL_MIOU]))]) if best else None,
             "train_seconds_this_session": round(seconds, 2),
         }
     )
@@ -326,40 +326,14 @@ def train(config: TrainConfig | dict[str, Any], callbacks: list[Any] | None = No
     }
 
 
-def evaluate_split(
-    model: keras.Model | str | os.PathLike[str],
-    data: str | os.PathLike[str],
-    split: str = "test",
-    batch_size: int = 8,
-) -> dict[str, float]:
-    """Dataset-level ``pixel_accuracy`` and ``miou`` of a model on one split of a prepared dataset."""
-    from facesegm_utils import pipeline
-
-    prep = check_prepared(data)
-    net = model if isinstance(model, keras.Model) else load_model(model)
-    size = int(net.input_shape[1])
-    ds = pipeline.make_dataset(prep, split, batch_size, training=False, image_size=size)
-    acc = keras.metrics.SparseCategoricalAccuracy(name="pixel_accuracy")
-    miou = DatasetMeanIoU(int(net.output_shape[-1]), name="miou")
-    n = 0
-    for batch in ds:
-        images, labels = batch[0], batch[1]
-        logits = net(images, training=False)
-        acc.update_state(labels, logits)
-        miou.update_state(labels, logits)
-        n += int(images.shape[0])
-    if n == 0:
-        raise FacesegmError(f"split {split!r} of {prep} holds no images")
-    return {"pixel_accuracy": float(acc.result()), "miou": float(miou.result()), "images": n}
-
-
 def compare_losses(
     base: TrainConfig, losses: list[str], epochs: int, out_root: str | os.PathLike[str], split: str = "val"
 ) -> list[dict[str, Any]]:
     """Train one short run per loss (same seed, data and model) and score each on ``split``.
 
     Each run goes to ``out_root/<loss>``; returns one row per loss with the split's dataset-level
-    ``miou`` and ``pixel_accuracy``, the best validation mIoU seen and the seconds taken.
+    ``miou`` and ``pixel_accuracy`` (scored by :func:`facesegm_utils.evaluation.evaluate_model`, at
+    full resolution), the best validation mIoU seen (at model size) and the seconds taken.
     """
     rows = []
     for name in losses:
@@ -373,11 +347,11 @@ def compare_losses(
             base, loss=name, epochs=int(epochs), out=str(run), patience=max(1, int(epochs))
         )
         result = train(cfg)
-        scores = evaluate_split(result["model_path"], base.data, split, batch_size=base.batch_size)
+        scores = evaluate_model(result["model_path"], base.data, split, batch_size=base.batch_size)
         rows.append(
             {
                 "loss": name,
-                f"{split}_miou": scores["miou"],
+                f"{split}_miou": scores["mean_iou"],
                 f"{split}_pixel_accuracy": scores["pixel_accuracy"],
                 "best_val_miou": result["best_val_miou"],
                 "seconds": round(result["seconds"], 1),

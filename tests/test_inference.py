@@ -10,8 +10,9 @@ import pytest
 
 from facesegm_utils import cli
 from facesegm_utils.fileio import FacesegmError, read_label_map, write_image_atomic
-from facesegm_utils.inference import FaceParser, resize_proba, softmax, to_rgb
+from facesegm_utils.inference import FaceParser
 from facesegm_utils.labels import NUM_CLASSES
+from facesegm_utils.prediction import resize_proba, softmax, to_rgb
 
 S = 32  # the tiny models' input size
 K = 60.0  # sharpness of the hand-built classifier

@@ -99,3 +99,18 @@ def test_get_loss_errors_and_config_round_trip() -> None:
     restored = keras.losses.deserialize(keras.losses.serialize(original))
     assert isinstance(restored, L.CEDiceLoss)
     assert (restored.ce_weight, restored.dice_weight, restored.class_weights) == (0.3, 0.7, (2.0,) * 19)
+
+
+def test_class_weights_apply_to_the_cross_entropy_only() -> None:
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 4, size=(2, 6, 6))
+    logits = rng.normal(size=(2, 6, 6, 4)).astype("float32")
+    weights = [1.0, 10.0, 0.5, 3.0]
+    ce_w = float(L.SparseCrossEntropy(class_weights=weights)(labels, logits))
+    dice = float(L.SoftDiceLoss()(labels, logits))
+    assert dice != pytest.approx(float(L.SoftDiceLoss(class_weights=weights)(labels, logits)), rel=1e-3)
+    combined = float(L.get_loss("ce+dice", class_weights=weights, num_classes=4)(labels, logits))
+    assert combined == pytest.approx(ce_w + dice, rel=1e-5)
+    assert float(L.get_loss("dice", class_weights=weights, num_classes=4)(labels, logits)) == pytest.approx(
+        dice, rel=1e-6
+    )

@@ -15,6 +15,7 @@ import pytest
 
 from facesegm_utils import training
 from facesegm_utils.callbacks import read_history
+from facesegm_utils.evaluation import evaluate_model
 from facesegm_utils.fileio import FacesegmError
 from facesegm_utils.trainconfig import TrainConfig
 
@@ -90,14 +91,16 @@ def test_train_then_resume(prepared: Path, tmp_path: Path) -> None:
     result = training.train(cfg, callbacks=[recorder])
     assert recorder.epochs == [1]  # continued at the second epoch (0-based 1)
     assert result["history"]["epoch"] == [1.0, 2.0] and result["epochs_run"] == 2
-    assert {"miou", "val_miou", "pixel_accuracy", "val_pixel_accuracy", "loss"} <= set(result["history"])
+    assert {"miou_model_size", "val_miou_model_size", "pixel_accuracy", "val_pixel_accuracy", "loss"} <= set(
+        result["history"]
+    )
     assert (tmp_path / "run" / "model.keras").is_file() and not (tmp_path / "run" / "backup").exists()
     assert {f.name.split(".")[0] for f in (tmp_path / "run" / "cache").iterdir()} == {"train", "val"}
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["image_size"] == 32 and config["seed"] == 0 and config["status"] == "finished"
     assert config["versions"]["keras"] == keras.__version__
-    scores = training.evaluate_split(result["model_path"], prepared, "test", batch_size=2)
-    assert 0.0 <= scores["miou"] <= 1.0 and scores["images"] == 3
+    scores = evaluate_model(result["model_path"], prepared, "test", batch_size=2)
+    assert 0.0 <= scores["mean_iou"] <= 1.0 and scores["num_images"] == 3
 
 
 @pytest.mark.slow
