@@ -4,8 +4,18 @@ A per-frame predictor gives masks whose edges wobble from frame to frame even wh
 not move; recoloured, that wobble is a visible flicker. :func:`ema_smooth` averages the part's
 probability over time with an exponential moving average (``--smooth`` alpha, 0 = off). Averaging
 is linear, so smoothing the part's probability is the same as smoothing the 19 class
-probabilities and summing the part's. :func:`flicker` measures the effect: the mean frame-to-frame
-absolute change of the mask.
+probabilities and summing the part's.
+
+Averaging in place smears a face that really moves: the mask lags behind it. The
+:class:`TemporalSmoother` therefore first warps the previous average onto the current frame along
+the dense optical flow between the two frames (OpenCV DIS, :class:`MotionCompensator`), the
+default of ``facesegm recolor`` (``--no-smooth-motion`` turns it off).
+
+Two measures judge a smoother, on synthetic clips whose true moving mask is known
+(:func:`make_jitter_clip`: a shaky hand; :func:`make_motion_clip`: 4 % of the frame per frame):
+:func:`mask_error`, the mean distance to the true mask, and :func:`flicker`, the mean
+frame-to-frame change of the mask, optionally counting only the change the true motion does not
+explain.
 """
 
 from __future__ import annotations
@@ -43,6 +53,8 @@ from facesegm_utils.recolor import (
 #: build (FFmpeg backend) writes ``mp4v`` in .mp4 and ``MJPG`` in .avi; H.264 (``avc1``) is absent.
 VIDEO_CODECS: dict[str, tuple[str, ...]] = {".mp4": ("mp4v", "avc1"), ".avi": ("MJPG", "XVID")}
 VIDEO_SUFFIXES: tuple[str, ...] = tuple(VIDEO_CODECS)
+#: optical flow for motion-compensated smoothing runs on frames downscaled to at most this side
+FLOW_MAX_SIDE = 320
 
 
 # ----------------------------------------------------------------------------------------- video I/O
@@ -207,28 +219,144 @@ def ema_smooth(prev: np.ndarray | None, cur: np.ndarray, alpha: float) -> np.nda
     return alpha * prev + (1.0 - alpha) * cur
 
 
-def flicker(masks: Sequence[np.ndarray] | np.ndarray) -> float:
+def _gray(frame: np.ndarray, scale: float) -> np.ndarray:
+    g = cv2.cvtColor(np.asarray(frame, dtype=np.uint8), cv2.COLOR_RGB2GRAY)
+    if scale == 1.0:
+        return g
+    h, w = g.shape
+    return cv2.resize(g, (max(8, round(w * scale)), max(8, round(h * scale))), interpolation=cv2.INTER_AREA)
+
+
+class MotionCompensator:
+    """Dense optical flow (OpenCV DIS) from each frame back to the one before it.
+
+    :meth:`warp` moves a map that belongs to the previous frame onto the current one, so that an
+    average over time follows the face instead of smearing it. Flow is computed on grey frames
+    downscaled to at most ``max_side`` pixels and scaled back up.
+    """
+
+    def __init__(self, max_side: int = FLOW_MAX_SIDE) -> None:
+        self.max_side = int(max_side)
+        self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        self._prev: np.ndarray | None = None
+        self._scale = 1.0
+
+    def flow(self, frame: np.ndarray) -> np.ndarray | None:
+        """Flow (H, W, 2) such that ``frame[y, x]`` shows what the previous frame showed at
+        ``(x, y) + flow[y, x]``; None for the first frame (or after a change of frame size)."""
+        h, w = np.asarray(frame).shape[:2]
+        scale = min(1.0, self.max_side / max(h, w))
+        cur = _gray(frame, scale)
+        prev, self._prev = self._prev, cur
+        if prev is None or prev.shape != cur.shape:
+            return None
+        small = self._dis.calc(cur, prev, None)
+        if scale == 1.0:
+            return small
+        up = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+        up[..., 0] *= w / small.shape[1]
+        up[..., 1] *= h / small.shape[0]
+        return up
+
+    @staticmethod
+    def warp(prev_map: np.ndarray, flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``prev_map`` moved along ``flow`` onto the current frame, and where that was possible
+        (bool: the flow points inside the previous frame; elsewhere the content is new)."""
+        h, w = flow.shape[:2]
+        xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+        mx, my = xs + flow[..., 0], ys + flow[..., 1]
+        warped = cv2.remap(
+            np.asarray(prev_map, dtype=np.float32), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
+        valid = (mx >= 0) & (mx <= w - 1) & (my >= 0) & (my <= h - 1)
+        return warped, valid
+
+
+class TemporalSmoother:
+    """Exponential moving average of a part map over video frames, optionally motion-compensated.
+
+    ``update(frame, prob)`` returns the smoothed map for this frame. With ``motion=True`` the
+    previous smoothed map is first warped onto the current frame along the optical flow
+    (:class:`MotionCompensator`); pixels that just came into view start from the current map.
+    ``alpha`` = 0 turns smoothing off.
+    """
+
+    def __init__(self, alpha: float, motion: bool = False) -> None:
+        ema_smooth(None, np.zeros(1), alpha)  # validates alpha
+        self.alpha = float(alpha)
+        self.motion = bool(motion) and alpha > 0
+        self._flow = MotionCompensator() if self.motion else None
+        self.state: np.ndarray | None = None
+
+    def update(self, frame: np.ndarray, prob: np.ndarray) -> np.ndarray:
+        prob = np.asarray(prob, dtype=np.float32)
+        prev = self.state
+        if self._flow is not None:
+            flow = self._flow.flow(frame)
+            if flow is not None and prev is not None and prev.shape == prob.shape:
+                prev, valid = self._flow.warp(prev, flow)
+                prev = np.where(valid, prev, prob)
+        self.state = ema_smooth(prev, prob, self.alpha)
+        return self.state
+
+
+def _check_sequence(masks: Sequence[np.ndarray] | np.ndarray, what: str) -> list[np.ndarray]:
+    seq = [np.asarray(m, dtype=np.float32) for m in masks]
+    if len(seq) < 2:
+        raise ValueError(f"{what} needs at least 2 masks, got {len(seq)}")
+    if any(m.shape != seq[0].shape for m in seq):
+        raise ValueError(f"all masks must have the same shape, got {sorted({m.shape for m in seq})}")
+    return seq
+
+
+def flicker(masks: Sequence[np.ndarray] | np.ndarray, motion: Sequence[np.ndarray] | None = None) -> float:
     """Mean frame-to-frame absolute change of a mask sequence (bool or weights in [0, 1]).
 
     0 for a still mask; 1 would mean every pixel switches every frame. Needs at least 2 frames.
+
+    With ``motion`` (one 2x3 affine matrix per frame, frame ``t-1`` coordinates to frame ``t``'s,
+    as :class:`SyntheticClip` records the true motion) the previous mask is first moved by the
+    true motion, so only change that the motion does not explain counts: the true moving mask
+    then has (almost) no flicker. Pixels that just came into view are left out.
     """
-    seq = [np.asarray(m, dtype=np.float32) for m in masks]
-    if len(seq) < 2:
-        raise ValueError(f"flicker needs at least 2 masks, got {len(seq)}")
-    if any(m.shape != seq[0].shape for m in seq):
-        raise ValueError(f"all masks must have the same shape, got {sorted({m.shape for m in seq})}")
-    return float(np.mean([np.abs(b - a).mean() for a, b in zip(seq[:-1], seq[1:], strict=True)]))
+    seq = _check_sequence(masks, "flicker")
+    if motion is None:
+        return float(np.mean([np.abs(b - a).mean() for a, b in zip(seq[:-1], seq[1:], strict=True)]))
+    if len(motion) != len(seq):
+        raise ValueError(f"motion needs one matrix per mask: {len(motion)} for {len(seq)} masks")
+    h, w = seq[0].shape[:2]
+    changes = []
+    for a, b, m in zip(seq[:-1], seq[1:], motion[1:], strict=True):
+        mat = np.asarray(m, dtype=np.float64)
+        moved = cv2.warpAffine(a, mat, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        inside = cv2.warpAffine(np.ones((h, w), np.uint8), mat, (w, h), flags=cv2.INTER_NEAREST) > 0
+        changes.append(float(np.abs(b - moved)[inside].mean()) if inside.any() else 0.0)
+    return float(np.mean(changes))
 
 
-# ------------------------------------------------------------------------------------ jitter clips
+def mask_error(masks: Sequence[np.ndarray] | np.ndarray, truth: Sequence[np.ndarray] | np.ndarray) -> float:
+    """Mean absolute difference between each mask and the true one of its frame (0 = exact)."""
+    seq, ref = _check_sequence(masks, "mask_error"), _check_sequence(truth, "mask_error")
+    if len(seq) != len(ref) or seq[0].shape != ref[0].shape:
+        raise ValueError(
+            f"need one true mask of the same shape per mask: {len(ref)} x {ref[0].shape} "
+            f"for {len(seq)} x {seq[0].shape}"
+        )
+    return float(np.mean([np.abs(a - b).mean() for a, b in zip(seq, ref, strict=True)]))
+
+
+# ------------------------------------------------------------------------------- synthetic clips
 @dataclass
-class JitterClip:
+class SyntheticClip:
     """A synthetic clip: ``frames`` (RGB uint8), ``labels`` (what a jittery per-frame predictor would
-    give: the true map plus edge noise) and ``clean`` (the true, moved label maps)."""
+    give: the true map plus edge noise), ``clean`` (the true, moving label maps) and ``motion`` (per
+    frame, the 2x3 affine matrix from the previous frame's coordinates to this frame's; identity
+    for the first)."""
 
     frames: list[np.ndarray]
     labels: list[np.ndarray]
     clean: list[np.ndarray]
+    motion: list[np.ndarray]
 
 
 def _edge_noise(lbl: np.ndarray, rng: np.random.Generator, radius: int, amount: float) -> np.ndarray:
@@ -249,22 +377,7 @@ def _edge_noise(lbl: np.ndarray, rng: np.random.Generator, radius: int, amount: 
     return out
 
 
-def make_jitter_clip(
-    image: np.ndarray,
-    labels: np.ndarray,
-    n_frames: int = 24,
-    seed: int = 0,
-    max_shift: float = 0.01,
-    max_angle: float = 1.5,
-    edge_noise: float = 0.35,
-) -> JitterClip:
-    """A short synthetic clip of a still photo held by a slightly shaky hand, with per-frame mask noise.
-
-    Each frame is the photo shifted (a random walk bounded by ``max_shift`` of the side) and rotated
-    (bounded by ``max_angle`` degrees); its label map moves with it (``clean``). ``labels`` adds edge
-    noise: a fraction ``edge_noise`` of a band ~1 % of the side wide along every class edge takes the
-    label from a few pixels away, redrawn each frame, as an unstable per-frame predictor would.
-    """
+def _check_clip_input(image: np.ndarray, labels: np.ndarray, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
     img = np.asarray(image)
     lbl = np.asarray(labels)
     if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
@@ -275,24 +388,99 @@ def make_jitter_clip(
         )
     if n_frames < 2:
         raise ValueError(f"n_frames must be at least 2, got {n_frames}")
-    lbl = lbl.astype(np.uint8)
+    return img, lbl.astype(np.uint8)
+
+
+def _film(
+    img: np.ndarray,
+    lbl: np.ndarray,
+    poses: Iterator[np.ndarray],
+    n_frames: int,
+    pad: int,
+    edge_noise: float,
+    rng: np.random.Generator,
+) -> SyntheticClip:
+    """Film a still scene (the photo, mirrored into a ``pad``-pixel border so that nothing outside
+    it is undefined) with a camera at ``poses`` (2x3: photo coordinates to frame coordinates)."""
+    h, w = lbl.shape
+    scene = cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_REFLECT)
+    scene_lbl = cv2.copyMakeBorder(lbl, pad, pad, pad, pad, cv2.BORDER_REFLECT)
+    radius = max(1, round(0.01 * max(h, w)))
+    clip = SyntheticClip([], [], [], [])
+    prev = None
+    for _, pose in zip(range(n_frames), poses, strict=False):
+        cam = np.vstack([pose, [0.0, 0.0, 1.0]]) @ np.array([[1.0, 0, -pad], [0, 1.0, -pad], [0, 0, 1.0]])
+        clip.frames.append(cv2.warpAffine(scene, cam[:2], (w, h), flags=cv2.INTER_LINEAR))
+        moved = cv2.warpAffine(scene_lbl, cam[:2], (w, h), flags=cv2.INTER_NEAREST)
+        clip.clean.append(moved)
+        clip.labels.append(_edge_noise(moved, rng, radius, edge_noise))
+        step = np.eye(3) if prev is None else cam @ np.linalg.inv(prev)
+        clip.motion.append(step[:2].copy())
+        prev = cam
+    return clip
+
+
+def make_jitter_clip(
+    image: np.ndarray,
+    labels: np.ndarray,
+    n_frames: int = 24,
+    seed: int = 0,
+    max_shift: float = 0.01,
+    max_angle: float = 1.5,
+    edge_noise: float = 0.35,
+) -> SyntheticClip:
+    """A short synthetic clip of a still photo held by a slightly shaky hand, with per-frame mask noise.
+
+    Each frame is the photo shifted (a random walk bounded by ``max_shift`` of the side) and rotated
+    (bounded by ``max_angle`` degrees); its label map moves with it (``clean``). ``labels`` adds edge
+    noise: a fraction ``edge_noise`` of a band ~1 % of the side wide along every class edge takes the
+    label from a few pixels away, redrawn each frame, as an unstable per-frame predictor would.
+    """
+    img, lbl = _check_clip_input(image, labels, n_frames)
     rng = np.random.default_rng(seed)
     h, w = lbl.shape
     shift_px = max_shift * max(h, w)
-    radius = max(1, round(0.01 * max(h, w)))
-    pos = np.zeros(3)  # dx, dy, angle
-    step = np.array([shift_px / 4, shift_px / 4, max_angle / 4])
-    bound = np.array([shift_px, shift_px, max_angle])
-    frames, noisy, clean = [], [], []
-    for _ in range(n_frames):
-        pos = np.clip(pos + rng.normal(0.0, 1.0, 3) * step, -bound, bound)
-        m = cv2.getRotationMatrix2D((w / 2, h / 2), float(pos[2]), 1.0)
-        m[:, 2] += pos[:2]
-        frames.append(cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT))
-        moved = cv2.warpAffine(lbl, m, (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REFLECT)
-        clean.append(moved)
-        noisy.append(_edge_noise(moved, rng, radius, edge_noise))
-    return JitterClip(frames, noisy, clean)
+
+    def poses() -> Iterator[np.ndarray]:
+        pos = np.zeros(3)  # dx, dy, angle
+        step = np.array([shift_px / 4, shift_px / 4, max_angle / 4])
+        bound = np.array([shift_px, shift_px, max_angle])
+        while True:
+            pos = np.clip(pos + rng.normal(0.0, 1.0, 3) * step, -bound, bound)
+            m = cv2.getRotationMatrix2D((w / 2, h / 2), float(pos[2]), 1.0)
+            m[:, 2] += pos[:2]
+            yield m
+
+    pad = int(math.ceil(shift_px + math.radians(max_angle) * max(h, w))) + 2
+    return _film(img, lbl, poses(), n_frames, pad, edge_noise, rng)
+
+
+def make_motion_clip(
+    image: np.ndarray,
+    labels: np.ndarray,
+    n_frames: int = 24,
+    seed: int = 0,
+    speed: float = 0.04,
+    radius: float = 0.1,
+    edge_noise: float = 0.35,
+) -> SyntheticClip:
+    """A clip with real motion: the camera circles over the photo at ``speed`` of the side per frame
+    (a circle of ``radius`` of the side), in whole-pixel steps so the true moving mask is exact, with
+    the same per-frame edge noise as :func:`make_jitter_clip`."""
+    img, lbl = _check_clip_input(image, labels, n_frames)
+    if not 0 < speed <= radius:
+        raise ValueError(f"speed must be in (0, radius={radius}], got {speed}")
+    rng = np.random.default_rng(seed)
+    side = max(lbl.shape)
+    r = radius * side
+    turn = speed * side / r  # radians per frame
+
+    def poses() -> Iterator[np.ndarray]:
+        for t in itertools.count():
+            dx, dy = round(r - r * math.cos(t * turn)), round(-r * math.sin(t * turn))
+            yield np.array([[1.0, 0.0, dx], [0.0, 1.0, dy]])
+
+    return _film(img, lbl, poses(), n_frames, int(math.ceil(2 * r)) + 2, edge_noise, rng)
 
 
 # ------------------------------------------------------------------------------------ recolouring
@@ -305,23 +493,26 @@ def recolor_sequence(
     method: str = "lab",
     smooth: float = 0.0,
     feather: float | None = None,
+    motion: bool = True,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Recolour a frame sequence; yield ``(frame, weight)`` pairs.
 
     ``maps`` gives, per frame, a label map (H, W) or probabilities (H, W, 19). The part's
     probability is averaged over time with :func:`ema_smooth` (``smooth`` alpha, 0 = off) before it
-    is feathered into a weight, so a jittery mask does not make the colour flicker.
+    is feathered into a weight, so a jittery mask does not make the colour flicker. With ``motion``
+    (the default) the average is motion-compensated (:class:`TemporalSmoother`): it follows a
+    moving face instead of lagging behind it.
     """
     rgb = parse_color(color)
     part_classes(part)
-    state: np.ndarray | None = None
+    smoother = TemporalSmoother(smooth, motion=motion)
     for frame, m in zip(frames, maps, strict=False):  # maps may be an endless repeat of one map
         prob, from_labels = part_probability(m, part)
         if prob.shape != np.asarray(frame).shape[:2]:
             raise ValueError(
                 f"mask of shape {prob.shape} does not match the frame {np.asarray(frame).shape[:2]}"
             )
-        state = ema_smooth(state, prob, smooth)
+        state = smoother.update(frame, prob)
         sigma = (default_feather(prob.shape) if from_labels else 0.0) if feather is None else feather
         weight = weight_from_probability(
             state, part, feather=sigma, from_labels=from_labels, labels=m, image=np.asarray(frame)
@@ -367,6 +558,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--smooth", type=float, default=0.6, help="video: EMA weight of the past mask, 0 = off (default 0.6)"
     )
+    parser.add_argument(
+        "--smooth-motion",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="video: warp the smoothed mask along the optical flow before averaging, so it follows "
+        "a moving face (default on; --no-smooth-motion averages in place)",
+    )
     parser.add_argument("--feather", type=float, default=None, help="edge blur sigma in px (default: auto)")
     src = parser.add_mutually_exclusive_group()
     src.add_argument("--model", default=None, help="trained model (.keras) that predicts the parts")
@@ -376,10 +574,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="frames/images per model call (default 8)")
 
 
-def run_cli(args: argparse.Namespace) -> int:
-    """Run ``facesegm recolor``."""
-    from tqdm.auto import tqdm
-
+def _check_args(args: argparse.Namespace) -> tuple[Path, Path, bool]:
+    """Validate ``facesegm recolor``'s options; return the input, the output and whether it is a video."""
     if (args.model is None) == (args.labels is None):
         raise FacesegmError("give exactly one of --model M.keras or --labels LABELS.png")
     parse_color(args.color)
@@ -403,28 +599,35 @@ def run_cli(args: argparse.Namespace) -> int:
         )
     if args.labels is not None and is_video and not Path(args.labels).is_file():
         raise FileNotFoundError(f"label map not found: {args.labels} (a video takes one label map PNG)")
-    parser = FaceParser(args.model, batch_size=args.batch_size) if args.model is not None else None
-    options = dict(
-        part=args.part, color=args.color, strength=args.strength, method=args.method, feather=args.feather
+    return src, out, is_video
+
+
+def _recolor_video(
+    args: argparse.Namespace, src: Path, out: Path, parser: FaceParser | None, options: dict
+) -> None:
+    from tqdm.auto import tqdm
+
+    reader = VideoReader(src)
+    shape = (reader.size[1], reader.size[0])
+    frames_in, frames_for_model = itertools.tee(iter(reader))
+    if parser is not None:
+        maps: Iterable[np.ndarray] = parser.iter_batches(frames_for_model, proba=True)
+    else:
+        lbl = _check_labels(read_label_map(args.labels), shape, Path(args.labels))
+        maps = itertools.repeat(lbl)  # the same map for every frame
+    with VideoWriter(out, reader.fps) as writer:
+        frames = recolor_sequence(frames_in, maps, smooth=args.smooth, motion=args.smooth_motion, **options)
+        for frame, _ in tqdm(frames, total=reader.frame_count or None, desc="recolor", unit="frame"):
+            writer.write(frame)
+    print(
+        f"wrote {writer.count} frames ({reader.size[0]}x{reader.size[1]}, {reader.fps:g} fps, {writer.codec}) to {out}"
     )
 
-    if is_video:
-        reader = VideoReader(src)
-        shape = (reader.size[1], reader.size[0])
-        frames_in, frames_for_model = itertools.tee(iter(reader))
-        if parser is not None:
-            maps: Iterable[np.ndarray] = parser.iter_batches(frames_for_model, proba=True)
-        else:
-            lbl = _check_labels(read_label_map(args.labels), shape, Path(args.labels))
-            maps = itertools.repeat(lbl)  # the same map for every frame
-        with VideoWriter(out, reader.fps) as writer:
-            frames = recolor_sequence(frames_in, maps, smooth=args.smooth, **options)
-            for frame, _ in tqdm(frames, total=reader.frame_count or None, desc="recolor", unit="frame"):
-                writer.write(frame)
-        print(
-            f"wrote {writer.count} frames ({reader.size[0]}x{reader.size[1]}, {reader.fps:g} fps, {writer.codec}) to {out}"
-        )
-        return 0
+
+def _recolor_images(
+    args: argparse.Namespace, src: Path, out: Path, parser: FaceParser | None, options: dict
+) -> None:
+    from tqdm.auto import tqdm
 
     images = list_images(src) if src.is_dir() else [src]
     if not images:
@@ -454,4 +657,17 @@ def run_cli(args: argparse.Namespace) -> int:
                 write_image_atomic(targets[i], result)
                 bar.update(1)
     print(f"wrote {len(images)} recoloured image(s) to {out}")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Run ``facesegm recolor``."""
+    src, out, is_video = _check_args(args)
+    parser = FaceParser(args.model, batch_size=args.batch_size) if args.model is not None else None
+    options = dict(
+        part=args.part, color=args.color, strength=args.strength, method=args.method, feather=args.feather
+    )
+    if is_video:
+        _recolor_video(args, src, out, parser, options)
+    else:
+        _recolor_images(args, src, out, parser, options)
     return 0

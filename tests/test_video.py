@@ -12,12 +12,17 @@ from facesegm_utils import cli
 from facesegm_utils.celebamask import merge_parts
 from facesegm_utils.fileio import read_rgb, write_image_atomic
 from facesegm_utils.labels import class_id
+from facesegm_utils.recolor import part_weight
 from facesegm_utils.synthetic import generate_face
 from facesegm_utils.video import (
+    MotionCompensator,
+    TemporalSmoother,
     VideoWriter,
     ema_smooth,
     flicker,
     make_jitter_clip,
+    make_motion_clip,
+    mask_error,
     read_video,
     recolor_sequence,
     write_video,
@@ -82,6 +87,115 @@ def test_ema_and_flicker_hand_values() -> None:
         flicker([m0])
 
 
+def test_motion_flicker_and_mask_error_hand_values() -> None:
+    # a 2-pixel-wide bar moving one pixel right per frame: all its change is motion
+    frames = [np.zeros((3, 6), np.float32) for _ in range(3)]
+    for t, f in enumerate(frames):
+        f[:, 1 + t : 3 + t] = 1.0
+    shift = np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    motion = [np.eye(3)[:2], shift, shift]
+    assert flicker(frames) == pytest.approx(2 / 6)  # 6 of 18 pixels change each frame
+    assert flicker(frames, motion) == pytest.approx(0.0, abs=1e-6)
+    # a bar that stands still while the true motion says it moved: every bar edge counts
+    still = [frames[0]] * 3
+    assert flicker(still) == 0.0
+    assert flicker(still, motion) == pytest.approx(6 / 15)  # column 0 is new content, left out
+    with pytest.raises(ValueError, match="one matrix per mask"):
+        flicker(frames, motion[:2])
+    assert mask_error(still, frames) == pytest.approx((0 + 6 / 18 + 12 / 18) / 3)
+    assert mask_error(frames, frames) == 0.0
+    with pytest.raises(ValueError, match="one true mask"):
+        mask_error(frames, frames[:2])
+
+
+def test_motion_compensator_follows_a_shift() -> None:
+    rng = np.random.default_rng(0)
+    scene = cv2.GaussianBlur(rng.integers(0, 255, (120, 140, 3), dtype=np.uint8), (0, 0), 2.0)
+    prev, cur = scene[10:90, 10:110], scene[12:92, 7:107]  # the view moves 3 px left, 2 px down
+    comp = MotionCompensator()
+    assert comp.flow(prev) is None
+    flow = comp.flow(cur)
+    inner = flow[10:-10, 10:-10].reshape(-1, 2)
+    np.testing.assert_allclose(np.median(inner, axis=0), [-3.0, 2.0], atol=0.25)
+    grey = scene[..., 0].astype(np.float32) / 255
+    warped, valid = MotionCompensator.warp(grey[10:90, 10:110], flow)
+    # the left 3 columns and the bottom 2 rows were outside the previous view
+    assert valid[10:-10, 10:-10].all() and not valid[20:60, :2].any() and not valid[-1, 20:60].any()
+    err = np.abs(warped - grey[12:92, 7:107])[10:-10, 10:-10]
+    assert err.mean() < 0.01
+    small = MotionCompensator(max_side=50)  # flow at half size, scaled back up
+    small.flow(prev)
+    np.testing.assert_allclose(
+        np.median(small.flow(cur)[10:-10, 10:-10].reshape(-1, 2), axis=0), [-3, 2], atol=0.5
+    )
+
+
+def test_motion_clip_moves_four_percent_a_frame_in_whole_pixels(face: tuple[np.ndarray, np.ndarray]) -> None:
+    image, labels = face
+    clip = make_motion_clip(image, labels, n_frames=8, seed=0)
+    assert len(clip.frames) == len(clip.clean) == len(clip.motion) == 8
+    np.testing.assert_array_equal(clip.frames[0], image)
+    np.testing.assert_array_equal(clip.clean[0], labels)
+    steps = [np.hypot(*m[:, 2]) / 96 for m in clip.motion[1:]]
+    assert all(0.03 <= s <= 0.05 for s in steps), steps
+    for m in clip.motion[1:]:
+        np.testing.assert_array_equal(m[:, :2], np.eye(2))
+        assert np.array_equal(m[:, 2], np.round(m[:, 2]))
+    truth = [part_weight(c, "hair") for c in clip.clean]
+    assert flicker(truth) > 0.05  # the mask really moves
+    assert flicker(truth, clip.motion) < 1e-3  # and the true motion explains all of it
+    with pytest.raises(ValueError, match="speed"):
+        make_motion_clip(image, labels, speed=0.2)
+
+
+def _three_ways(clip) -> dict[str, list[np.ndarray]]:
+    runs = {"per frame": (0.0, False), "ema": (0.6, False), "motion ema": (0.6, True)}
+    return {
+        name: [
+            w for _, w in recolor_sequence(clip.frames, clip.labels, "hair", "#d4a84b", smooth=a, motion=m)
+        ]
+        for name, (a, m) in runs.items()
+    }
+
+
+def test_motion_compensated_smoothing_meets_the_target_on_real_motion() -> None:
+    """4 % of the frame per frame: error no worse than per frame, flicker at most half of it."""
+    image, masks = generate_face(0, 3, 128)
+    clip = make_motion_clip(image, merge_parts(masks), n_frames=16, seed=2)
+    truth = [part_weight(c, "hair") for c in clip.clean]
+    runs = _three_ways(clip)
+    err = {k: mask_error(v, truth) for k, v in runs.items()}
+    jit = {k: flicker(v, clip.motion) for k, v in runs.items()}
+    assert err["motion ema"] <= err["per frame"], err
+    assert jit["motion ema"] <= 0.5 * jit["per frame"], jit
+    assert err["ema"] > 3 * err["per frame"], err  # averaging in place lags behind the face
+
+
+def test_motion_compensated_smoothing_on_the_jitter_clip(face: tuple[np.ndarray, np.ndarray]) -> None:
+    image, labels = face
+    clip = make_jitter_clip(image, labels, n_frames=16, seed=1)
+    truth = [part_weight(c, "hair") for c in clip.clean]
+    runs = _three_ways(clip)
+    err = {k: mask_error(v, truth) for k, v in runs.items()}
+    jit = {k: flicker(v, clip.motion) for k, v in runs.items()}
+    assert jit["motion ema"] < 0.6 * jit["per frame"], jit
+    assert err["motion ema"] < err["ema"], err
+
+
+def test_temporal_smoother_starts_new_content_from_the_current_map() -> None:
+    smoother = TemporalSmoother(0.6, motion=True)
+    rng = np.random.default_rng(1)
+    scene = cv2.GaussianBlur(rng.integers(0, 255, (80, 120, 3), dtype=np.uint8), (0, 0), 2.0)
+    ones, zeros = np.ones((80, 80), np.float32), np.zeros((80, 80), np.float32)
+    np.testing.assert_array_equal(smoother.update(scene[:, :80], ones), ones)
+    out = smoother.update(scene[:, 4:84], zeros)  # the view moves 4 px right
+    assert np.allclose(out[5:-5, 10:70], 0.6)  # seen before: the average
+    assert np.allclose(out[5:-5, -2:], 0.0)  # just came into view: the current map
+    assert TemporalSmoother(0.0, motion=True).update(scene[:, :80], ones) is not None
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        TemporalSmoother(1.0)
+
+
 def test_smoothing_reduces_flicker_on_jittered_clip(face: tuple[np.ndarray, np.ndarray]) -> None:
     image, labels = face
     clip = make_jitter_clip(image, labels, n_frames=16, seed=1)
@@ -89,7 +203,9 @@ def test_smoothing_reduces_flicker_on_jittered_clip(face: tuple[np.ndarray, np.n
     assert clip.labels[0].shape == labels.shape
     assert any((n != c).any() for n, c in zip(clip.labels, clip.clean, strict=True))  # noise was added
     raw = [w for _, w in recolor_sequence(clip.frames, clip.labels, "hair", "#d4a84b", smooth=0.0)]
-    smoothed = [w for _, w in recolor_sequence(clip.frames, clip.labels, "hair", "#d4a84b", smooth=0.6)]
+    smoothed = [
+        w for _, w in recolor_sequence(clip.frames, clip.labels, "hair", "#d4a84b", smooth=0.6, motion=False)
+    ]
     assert flicker(smoothed) < 0.6 * flicker(raw), (flicker(smoothed), flicker(raw))
 
 
@@ -112,6 +228,12 @@ def test_recolor_cli_video_with_labels(tmp_path: Path, face: tuple[np.ndarray, n
         return float(cv2.cvtColor(img, cv2.COLOR_RGB2Lab)[..., 2][hair].mean()) - 128
 
     assert yellowness(back[0]) > yellowness(clip.frames[0]) + 20  # gold has b = +53
+    still = tmp_path / "still.avi"
+    rc = cli.main(
+        ["recolor", "--input", str(src), "--labels", str(tmp_path / "labels.png"), "--part", "hair",
+         "--color", "#d4a84b", "--no-smooth-motion", "--out", str(still)]
+    )  # fmt: skip
+    assert rc == 0 and len(read_video(still)[0]) == 6
 
 
 def test_recolor_cli_image_and_folder(tmp_path: Path, face: tuple[np.ndarray, np.ndarray]) -> None:
