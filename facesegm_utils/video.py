@@ -25,6 +25,7 @@ import itertools
 import math
 import os
 import tempfile
+import time
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ from facesegm_utils.recolor import (
     parse_color,
     part_classes,
     part_probability,
+    part_weight,
     recolor,
     valid_parts,
     weight_from_probability,
@@ -518,6 +520,56 @@ def recolor_sequence(
             state, part, feather=sigma, from_labels=from_labels, labels=m, image=np.asarray(frame)
         )
         yield recolor(frame, weight, rgb, strength, method, saturation=(part == "lips")), weight
+
+
+#: the three ways :func:`compare_smoothing` recolours a clip: (smooth alpha, motion compensation)
+SMOOTHING_VARIANTS: dict[str, tuple[float, bool]] = {
+    "per frame": (0.0, False),
+    "EMA": (0.6, False),
+    "motion-compensated EMA": (0.6, True),
+}
+
+
+@dataclass
+class SmoothingRun:
+    """One way of recolouring a clip and how it scored against the true moving mask."""
+
+    frames: list[np.ndarray]
+    weights: list[np.ndarray]
+    ms_per_frame: float
+    #: :func:`mask_error` against the true mask (0 = exact)
+    error: float
+    #: :func:`flicker`, all frame-to-frame change (true motion included)
+    flicker: float
+    #: :func:`flicker` with the true motion: the change the motion does not explain
+    residual_flicker: float
+
+
+def compare_smoothing(
+    clip: SyntheticClip, part: str, color: Any, strength: float = 0.8, variants: dict | None = None
+) -> dict[str, SmoothingRun]:
+    """Recolour ``clip`` per frame, with an EMA and with a motion-compensated EMA (or ``variants``:
+    name -> (alpha, motion)) and score each against the true moving mask; the key ``"true mask"``
+    holds the true mask's own flicker (its error is 0)."""
+    truth = [part_weight(c, part) for c in clip.clean]
+    runs = {}
+    for name, (alpha, motion) in (variants or SMOOTHING_VARIANTS).items():
+        t0 = time.perf_counter()
+        out = list(
+            recolor_sequence(clip.frames, clip.labels, part, color, strength, smooth=alpha, motion=motion)
+        )
+        ms = (time.perf_counter() - t0) / len(out) * 1000
+        weights = [w for _, w in out]
+        runs[name] = SmoothingRun(
+            frames=[f for f, _ in out],
+            weights=weights,
+            ms_per_frame=ms,
+            error=mask_error(weights, truth),
+            flicker=flicker(weights),
+            residual_flicker=flicker(weights, clip.motion),
+        )
+    runs["true mask"] = SmoothingRun([], truth, 0.0, 0.0, flicker(truth), flicker(truth, clip.motion))
+    return runs
 
 
 def _label_source(labels: Path, images: list[Path]) -> list[Path]:

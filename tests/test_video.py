@@ -18,6 +18,7 @@ from facesegm_utils.video import (
     MotionCompensator,
     TemporalSmoother,
     VideoWriter,
+    compare_smoothing,
     ema_smooth,
     flicker,
     make_jitter_clip,
@@ -148,38 +149,29 @@ def test_motion_clip_moves_four_percent_a_frame_in_whole_pixels(face: tuple[np.n
         make_motion_clip(image, labels, speed=0.2)
 
 
-def _three_ways(clip) -> dict[str, list[np.ndarray]]:
-    runs = {"per frame": (0.0, False), "ema": (0.6, False), "motion ema": (0.6, True)}
-    return {
-        name: [
-            w for _, w in recolor_sequence(clip.frames, clip.labels, "hair", "#d4a84b", smooth=a, motion=m)
-        ]
-        for name, (a, m) in runs.items()
-    }
-
-
 def test_motion_compensated_smoothing_meets_the_target_on_real_motion() -> None:
     """4 % of the frame per frame: error no worse than per frame, flicker at most half of it."""
     image, masks = generate_face(0, 3, 128)
     clip = make_motion_clip(image, merge_parts(masks), n_frames=16, seed=2)
-    truth = [part_weight(c, "hair") for c in clip.clean]
-    runs = _three_ways(clip)
-    err = {k: mask_error(v, truth) for k, v in runs.items()}
-    jit = {k: flicker(v, clip.motion) for k, v in runs.items()}
-    assert err["motion ema"] <= err["per frame"], err
-    assert jit["motion ema"] <= 0.5 * jit["per frame"], jit
-    assert err["ema"] > 3 * err["per frame"], err  # averaging in place lags behind the face
+    runs = compare_smoothing(clip, "hair", "#d4a84b")
+    assert list(runs) == ["per frame", "EMA", "motion-compensated EMA", "true mask"]
+    err = {k: r.error for k, r in runs.items()}
+    jit = {k: r.residual_flicker for k, r in runs.items()}
+    assert err["motion-compensated EMA"] <= err["per frame"], err
+    assert jit["motion-compensated EMA"] <= 0.5 * jit["per frame"], jit
+    assert err["EMA"] > 3 * err["per frame"], err  # averaging in place lags behind the face
+    assert jit["true mask"] < 1e-3 < runs["true mask"].flicker  # the truth moves, and only that
+    assert len(runs["per frame"].frames) == 16 and runs["per frame"].ms_per_frame > 0
 
 
 def test_motion_compensated_smoothing_on_the_jitter_clip(face: tuple[np.ndarray, np.ndarray]) -> None:
     image, labels = face
     clip = make_jitter_clip(image, labels, n_frames=16, seed=1)
-    truth = [part_weight(c, "hair") for c in clip.clean]
-    runs = _three_ways(clip)
-    err = {k: mask_error(v, truth) for k, v in runs.items()}
-    jit = {k: flicker(v, clip.motion) for k, v in runs.items()}
-    assert jit["motion ema"] < 0.6 * jit["per frame"], jit
-    assert err["motion ema"] < err["ema"], err
+    runs = compare_smoothing(clip, "hair", "#d4a84b")
+    err = {k: r.error for k, r in runs.items()}
+    jit = {k: r.residual_flicker for k, r in runs.items()}
+    assert jit["motion-compensated EMA"] < 0.6 * jit["per frame"], jit
+    assert err["motion-compensated EMA"] < err["EMA"], err
 
 
 def test_temporal_smoother_starts_new_content_from_the_current_map() -> None:
