@@ -27,9 +27,13 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 # The notebooks' kernel. Its env sets TensorFlow's C++ log level for the kernel only (3: no INFO/WARNING/
 # ERROR lines such as the cuInit message on CPU machines), so no module changes global state at import.
+# TensorFlow's C++ lines logged before absl is initialised ignore that level: capture_fd_output=False
+# sends the kernel's C-level stderr to the JupyterLab terminal instead of a pink box in the notebook.
 $(KERNEL): $(STAMP) Makefile
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (facesegm)" \
 		--env TF_CPP_MIN_LOG_LEVEL 3
+	$(BIN)/python -c "import json, sys; k = json.load(open(sys.argv[1])); \
+		k['argv'].append('--IPKernelApp.capture_fd_output=False'); json.dump(k, open(sys.argv[1], 'w'), indent=1)" $(KERNEL)
 
 install: $(STAMP) $(KERNEL)
 

@@ -19,3 +19,12 @@ def synthetic_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A raw CelebAMask-HQ-layout folder with 12 synthetic faces at 64x64 (seed 0); treat it as read-only."""
     out = tmp_path_factory.mktemp("synthetic_raw")
     return synthetic.write_dataset(out, count=SYNTH_COUNT, size=SYNTH_SIZE, seed=SYNTH_SEED)
+
+
+@pytest.fixture(scope="session")
+def quick_course(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The whole course run once per session in the quick profile (as `make course`); the summary dict."""
+    from facesegm_utils import course
+
+    out = tmp_path_factory.mktemp("course")
+    return course.run_course("quick", None, out)

@@ -25,6 +25,7 @@ ORDER = [
     "efficientnet",
     "model",
     "losses",
+    "optim",
     "trainconfig",
     "callbacks",
     "prediction",
