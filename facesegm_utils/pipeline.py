@@ -14,7 +14,6 @@ files' encoded bytes (or only their names), and decoding happens after them, per
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -29,8 +28,8 @@ import tensorflow as tf
 
 from facesegm_utils.fileio import FacesegmError
 from facesegm_utils.labels import FLIP_PERMUTATION, NUM_CLASSES
+from facesegm_utils.prepare import split_items
 
-SPLITS = ("train", "val", "test")
 #: where ``make_dataset`` keeps the encoded records between epochs (``none``: reread the files)
 CACHE_MODES = ("memory", "disk", "none")
 
@@ -47,31 +46,6 @@ def read_dataset_info(prep_dir: str | os.PathLike[str]) -> dict[str, Any]:
         if key not in info:
             raise FacesegmError(f"{path} has no {key!r}; expected the output of `facesegm prepare`")
     return info
-
-
-def split_files(prep_dir: str | os.PathLike[str], split: str) -> tuple[list[str], list[str]]:
-    """Image and label paths of one split, from ``manifest.csv`` (sorted by id)."""
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
-    prep = Path(prep_dir)
-    manifest = prep / "manifest.csv"
-    if not manifest.is_file():
-        raise FileNotFoundError(
-            f"manifest.csv not found in {prep}: expected a folder written by `facesegm prepare`"
-        )
-    images, labels = [], []
-    with manifest.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing = {"id", "split", "image", "label"} - set(reader.fieldnames or [])
-        if missing:
-            raise FacesegmError(f"{manifest} lacks columns {sorted(missing)}; expected id,split,image,label")
-        for row in reader:
-            if row["split"] == split:
-                images.append(str(prep / row["image"]))
-                labels.append(str(prep / row["label"]))
-    if not images:
-        raise FacesegmError(f"split {split!r} of {manifest} is empty; expected at least one image")
-    return images, labels
 
 
 @dataclass(frozen=True)
@@ -246,7 +220,7 @@ def make_dataset(
     training: bool = False,
     augment: AugmentConfig | bool | None = None,
     shuffle: bool | None = None,
-    cache: str | bool = "memory",
+    cache: str | bool = "none",
     cache_dir: str | os.PathLike[str] | None = None,
     cache_budget_bytes: int | None = None,
     seed: int = 0,
@@ -259,10 +233,10 @@ def make_dataset(
 
     ``training`` turns on shuffling and augmentation unless ``shuffle``/``augment`` say otherwise
     (``augment`` may be an :class:`AugmentConfig`, True for the default one, or False).
-    ``cache`` (``memory``, ``disk`` or ``none``; see :func:`resolve_cache`) keeps the *encoded*
-    bytes of the prepared files (about 0.1 MB a face at 512²), never decoded tensors; decoding,
-    resizing and casting come after the cache, and shuffling reorders file names or encoded
-    records, so memory does not grow with decoded pixels. ``disk`` writes the cache file in
+    ``cache`` (``none`` by default; training uses ``memory``; see :func:`resolve_cache`) keeps the
+    *encoded* bytes of the prepared files (about 0.1 MB a face at 512²), never decoded tensors;
+    decoding, resizing and casting come after the cache, and shuffling reorders file names or
+    encoded records, so memory does not grow with decoded pixels. ``disk`` writes the cache file in
     ``cache_dir`` (rewritten by every new dataset). ``image_size`` resizes (image bilinear, label
     nearest) when it differs from the prepared size. With ``class_weights`` (19 floats) each
     element also carries ``weight = class_weights[label]``.
@@ -271,7 +245,8 @@ def make_dataset(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     info = read_dataset_info(prep_dir)
     size = int(info["size"])
-    images, labels = split_files(prep_dir, split)
+    items = split_items(prep_dir, split)
+    images, labels = [str(it[1]) for it in items], [str(it[2]) for it in items]
     shuffle = training if shuffle is None else shuffle
     if augment is None or augment is True:
         cfg = AugmentConfig() if (training or augment is True) else None
