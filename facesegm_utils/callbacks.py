@@ -2,8 +2,8 @@
 
 :class:`DatasetMeanIoU` is the metric every run reports; :func:`load_model` loads a ``.keras`` file
 written by this package with its custom objects; :class:`BestModelCheckpoint`, :class:`HistoryCSV` and
-:class:`NaNGuard` are the callbacks of :func:`facesegm_utils.training.train`; :func:`read_history`
-reads the ``history.csv`` they write.
+:class:`NaNGuard` are the callbacks of :func:`facesegm_utils.training.train`
+(:func:`facesegm_utils.fileio.read_history` reads the ``history.csv`` they write).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import keras
 
-from facesegm_utils.fileio import FacesegmError, atomic_write_text, read_numeric_csv
+from facesegm_utils.fileio import FacesegmError, atomic_write_text, read_history
 from facesegm_utils.labels import NUM_CLASSES
 from facesegm_utils.losses import CEDiceLoss, SoftDiceLoss, SparseCrossEntropy
 
@@ -131,7 +131,9 @@ class HistoryCSV(keras.callbacks.Callback):
     def __init__(self, path: Path, append: bool) -> None:
         super().__init__()
         self.path = Path(path)
-        self.rows: list[dict[str, Any]] = read_history(self.path) if append and self.path.is_file() else []
+        cols = read_history(self.path) if append and self.path.is_file() else {}
+        rows = zip(*cols.values(), strict=True)
+        self.rows: list[dict[str, Any]] = [dict(zip(cols, vals, strict=True)) for vals in rows]
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.rows = [r for r in self.rows if int(float(r["epoch"])) <= epoch]
@@ -170,15 +172,3 @@ class NaNGuard(keras.callbacks.TerminateOnNaN):
         if loss is not None and not math.isfinite(float(loss)) and self.nan_epoch is None:
             self.nan_epoch = self.epoch + 1
         super().on_batch_end(batch, logs)
-
-
-def read_history(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Rows of a ``history.csv`` with numbers as floats."""
-    return read_numeric_csv(path)
-
-
-def history_columns(path: str | os.PathLike[str]) -> dict[str, list[float]]:
-    """``history.csv`` as ``{column: [value per epoch]}``."""
-    rows = read_history(path)
-    keys = list(rows[0]) if rows else []
-    return {k: [r.get(k, math.nan) for r in rows] for k in keys}

@@ -9,7 +9,6 @@ table next to it.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,6 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from facesegm_utils import prediction
+from facesegm_utils.celebamask import SPLITS
 from facesegm_utils.fileio import (
     FacesegmError,
     atomic_write_json,
@@ -30,32 +30,9 @@ from facesegm_utils.fileio import (
 )
 from facesegm_utils.labels import CLASSES, DISPLAY_NAMES, NUM_CLASSES
 from facesegm_utils.metrics import ConfusionMatrix, image_scores
+from facesegm_utils.prepare import split_items
 
-SPLITS = ("train", "val", "test")
 SUMMARY_KEYS = ("pixel_accuracy", "mean_iou", "mean_iou_no_bg", "mean_f1_fg")
-
-
-def split_items(prep_dir: str | os.PathLike[str], split: str) -> list[tuple[str, Path, Path]]:
-    """``(id, image_path, label_path)`` of one split, in manifest order, from ``PREP/manifest.csv``."""
-    prep = Path(prep_dir)
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
-    manifest = prep / "manifest.csv"
-    if not manifest.is_file():
-        raise FileNotFoundError(
-            f"prepared dataset manifest not found: {manifest} (expected the output of `facesegm prepare`)"
-        )
-    with manifest.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing = {"id", "split", "image", "label"} - set(reader.fieldnames or ())
-        if missing:
-            raise FacesegmError(f"{manifest} lacks the column(s) {', '.join(sorted(missing))}")
-        items = [
-            (row["id"], prep / row["image"], prep / row["label"]) for row in reader if row["split"] == split
-        ]
-    if not items:
-        raise FacesegmError(f"split {split!r} of {prep} has no images (see {manifest})")
-    return items
 
 
 def _batches(items: Sequence[tuple[str, Path, Path]], batch_size: int) -> Iterator[list[tuple[Any, ...]]]:

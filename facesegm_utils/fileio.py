@@ -109,10 +109,19 @@ def _number(value: str | None) -> float:
         return math.nan
 
 
-def read_numeric_csv(path: str | os.PathLike[str]) -> list[dict[str, float]]:
-    """Rows of a CSV file of numbers (e.g. a training ``history.csv``); empty or non-numeric cells are NaN."""
+def read_history(path: str | os.PathLike[str]) -> dict[str, list[float]]:
+    """A training ``history.csv`` (or any CSV of numbers) as ``{column: [value per row]}``.
+
+    The package's one history reader: training (resume, best epoch), its callbacks and the plots
+    use it. Empty or non-numeric cells are NaN; a file without rows gives empty columns.
+    """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"CSV file not found: {path}")
+        raise FileNotFoundError(f"training history not found: {path} (expected RUN/history.csv)")
     with path.open(newline="") as fh:
-        return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+        reader = csv.DictReader(fh)
+        columns: dict[str, list[float]] = {k: [] for k in reader.fieldnames or ()}
+        for row in reader:
+            for k in columns:
+                columns[k].append(_number(row.get(k)))
+    return columns

@@ -407,6 +407,30 @@ def _label_hist(path: Path) -> np.ndarray:
     return np.bincount(lab.ravel(), minlength=NUM_CLASSES)[:NUM_CLASSES].astype(np.int64)
 
 
+def split_items(prep_dir: str | os.PathLike[str], split: str) -> list[tuple[str, Path, Path]]:
+    """``(id, image_path, label_path)`` of one split in manifest order (sorted by id), from
+    ``PREP/manifest.csv``: the one reader of the manifest that :func:`prepare_dataset` writes."""
+    prep = Path(prep_dir)
+    if split not in cm.SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {', '.join(cm.SPLITS)}")
+    manifest = prep / "manifest.csv"
+    if not manifest.is_file():
+        raise FileNotFoundError(
+            f"prepared dataset manifest not found: {manifest} (expected the output of `facesegm prepare`)"
+        )
+    with manifest.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = {"id", "split", "image", "label"} - set(reader.fieldnames or ())
+        if missing:
+            raise FacesegmError(f"{manifest} lacks the column(s) {', '.join(sorted(missing))}")
+        items = [
+            (row["id"], prep / row["image"], prep / row["label"]) for row in reader if row["split"] == split
+        ]
+    if not items:
+        raise FacesegmError(f"split {split!r} of {prep} has no images (see {manifest})")
+    return items
+
+
 def _write_summaries(
     out: Path,
     size: int,

@@ -16,6 +16,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from facesegm_utils.celebamask import SPLITS
 from facesegm_utils.fileio import FacesegmError, read_rgb
 from facesegm_utils.labels import colorize
 from facesegm_utils.viz import plot_confusion_matrix, plot_images, plot_overlay, save_png
@@ -117,9 +118,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--image", default=None, help="any RGB image file (mask, overlay, hair_color, lip_color)"
     )
     parser.add_argument("--data", default=None, help="prepared dataset (confusion_matrix)")
-    parser.add_argument(
-        "--split", default="test", choices=("train", "val", "test"), help="split (confusion_matrix)"
-    )
+    parser.add_argument("--split", default="test", choices=SPLITS, help="split (confusion_matrix)")
     parser.add_argument(
         "--report", default=None, help="an existing REPORT.json instead of evaluating (confusion_matrix)"
     )

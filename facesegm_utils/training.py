@@ -30,12 +30,10 @@ from facesegm_utils.callbacks import (
     HistoryCSV,
     NaNGuard,
     compile_model,
-    history_columns,
-    read_history,
     tensorboard_available,
 )
 from facesegm_utils.evaluation import evaluate_model
-from facesegm_utils.fileio import FacesegmError, atomic_write_json
+from facesegm_utils.fileio import FacesegmError, atomic_write_json, read_history
 from facesegm_utils.labels import CLASSES, NUM_CLASSES
 from facesegm_utils.losses import get_loss
 from facesegm_utils.model import build_unet
@@ -130,19 +128,6 @@ def _datasets(cfg: TrainConfig, prep: Path, global_batch: int, image_size: int, 
     return train_ds, val_ds
 
 
-def _class_weight_vector(method: str, prep: Path) -> list[float] | None:
-    if method == "none":
-        return None
-    from facesegm_utils import pipeline
-
-    weights = np.asarray(pipeline.class_weights(prep, method), dtype="float64").reshape(-1)
-    if weights.shape != (NUM_CLASSES,) or not np.all(np.isfinite(weights)):
-        raise FacesegmError(
-            f"class weights ({method}) from {prep} are not {NUM_CLASSES} finite numbers: {weights}"
-        )
-    return [float(w) for w in weights]
-
-
 def _versions() -> dict[str, str]:
     from facesegm_utils import env
 
@@ -181,7 +166,10 @@ def train(config: TrainConfig | dict[str, Any], callbacks: list[Any] | None = No
     strategy = make_strategy(cfg.strategy)
     replicas = int(strategy.num_replicas_in_sync)
     global_batch = cfg.batch_size * replicas
-    class_weights = _class_weight_vector(cfg.class_weights, prep)
+    # pipeline.class_weights is the one class-weight function (it checks the frequencies it reads)
+    class_weights = (
+        None if cfg.class_weights == "none" else pipeline.class_weights(info, cfg.class_weights).tolist()
+    )
     steps_per_epoch = math.ceil(n_train / global_batch) if n_train else None
     if n_train and replicas > 1:
         steps_per_epoch = max(1, n_train // global_batch)
@@ -221,7 +209,7 @@ def train(config: TrainConfig | dict[str, Any], callbacks: list[Any] | None = No
     history_path = run / "history.csv"
     initial_best = -math.inf
     if resuming and history_path.is_file():
-        past = [r.get(VAL_MIOU, math.nan) for r in read_history(history_path)]
+        past = read_history(history_path).get(VAL_MIOU, [])
         past = [v for v in past if math.isfinite(v)]
         initial_best = max(past) if past else -math.inf
     elif history_path.is_file():
@@ -298,7 +286,7 @@ def train(config: TrainConfig | dict[str, Any], callbacks: list[Any] | None = No
             f"training loss became NaN/inf in epoch {nan_guard.nan_epoch} (learning rate {cfg.lr}); "
             f"try a lower learning rate, e.g. --lr {cfg.lr / 10:g}"
         )
-    history = history_columns(history_path) if history_path.is_file() else {}
+    history = read_history(history_path) if history_path.is_file() else {}
     best = [v for v in history.get(VAL_MIOU, []) if math.isfinite(v)]
     record.update(
         {

@@ -18,7 +18,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from facesegm_utils.fileio import atomic_write_bytes, read_numeric_csv
+from facesegm_utils.fileio import atomic_write_bytes, read_history
 from facesegm_utils.labels import CLASSES, DISPLAY_NAMES, PALETTE, colorize
 
 #: colour of wrongly labelled pixels in error maps
@@ -237,25 +237,15 @@ def plot_confusion_matrix(
     return fig
 
 
-def read_history(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
-    """Columns of a Keras ``history.csv`` (CSVLogger) as float arrays."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"training history not found: {path} (expected RUN/history.csv)")
-    rows = read_numeric_csv(path)
-    if not rows:
-        raise ValueError(f"training history {path} has no epochs")
-    return {key: np.array([r[key] for r in rows]) for key in rows[0]}
-
-
 def plot_history(history: str | os.PathLike[str] | Mapping[str, Sequence[float]]) -> Figure:
     """Training curves from ``history.csv`` (or a Keras ``History.history`` dict): loss, pixel accuracy
     and mIoU, train and validation. Panels whose metric is missing are left out."""
-    cols = (
-        read_history(history)
-        if not isinstance(history, Mapping)
-        else {k: np.asarray(v) for k, v in history.items()}
-    )
+    raw = history if isinstance(history, Mapping) else read_history(history)
+    cols = {k: np.asarray(v, dtype=float) for k, v in raw.items()}
+    if not any(len(v) for v in cols.values()):
+        raise ValueError(
+            f"training history {history if not isinstance(history, Mapping) else ''} has no epochs"
+        )
     base = [k for k in cols if not k.startswith("val_") and k not in ("epoch", "lr", "learning_rate")]
     panels = [
         ("loss", [k for k in base if "loss" in k]),

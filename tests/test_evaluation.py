@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 
 from facesegm_utils import cli
-from facesegm_utils.evaluation import evaluate_model, evaluate_predictions, report_markdown, split_items
+from facesegm_utils.evaluation import evaluate_model, evaluate_predictions, report_markdown
 from facesegm_utils.fileio import FacesegmError, write_image_atomic
 from facesegm_utils.labels import CLASSES, NUM_CLASSES
 from facesegm_utils.metrics import ConfusionMatrix
+from facesegm_utils.prepare import split_items
 
 
 def make_prepared(root: Path, labels: list[np.ndarray], split: str = "test") -> Path:

@@ -54,13 +54,15 @@ def test_missing_and_corrupt_images_are_named(tmp_path: Path) -> None:
         fileio.read_label_map(bad)
 
 
-def test_read_numeric_csv(tmp_path: Path) -> None:
+def test_read_history(tmp_path: Path) -> None:
     import math
 
     path = tmp_path / "history.csv"
     path.write_text("epoch,loss,note\n1,0.5,\n2,0.25,x\n")
-    rows = fileio.read_numeric_csv(path)
-    assert [r["epoch"] for r in rows] == [1.0, 2.0] and [r["loss"] for r in rows] == [0.5, 0.25]
-    assert all(math.isnan(r["note"]) for r in rows)
-    with pytest.raises(FileNotFoundError, match="nope.csv"):
-        fileio.read_numeric_csv(tmp_path / "nope.csv")
+    cols = fileio.read_history(path)
+    assert cols["epoch"] == [1.0, 2.0] and cols["loss"] == [0.5, 0.25]
+    assert all(math.isnan(v) for v in cols["note"])
+    path.write_text("epoch,loss\n")
+    assert fileio.read_history(path) == {"epoch": [], "loss": []}
+    with pytest.raises(FileNotFoundError, match="training history not found: .*nope.csv"):
+        fileio.read_history(tmp_path / "nope.csv")

@@ -13,6 +13,7 @@ import tensorflow as tf
 from facesegm_utils import pipeline as pl
 from facesegm_utils.fileio import FacesegmError
 from facesegm_utils.labels import FLIP_PERMUTATION, NUM_CLASSES, class_id
+from facesegm_utils.prepare import split_items
 
 L_EYE, R_EYE, SKIN, HAIR, MOUTH, CLOTH = (
     class_id(n) for n in ("l_eye", "r_eye", "skin", "hair", "mouth", "cloth")
@@ -169,15 +170,15 @@ def test_pipeline_errors(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="dataset.json"):
         pl.make_dataset(tmp_path, "train", 2)
     prep = write_prepared(tmp_path / "p")
-    with pytest.raises(FacesegmError, match="'test' .* empty"):
-        pl.split_files(prep, "test")
+    with pytest.raises(FacesegmError, match="'test' .* has no images"):
+        pl.make_dataset(prep, "test", 2)
     with pytest.raises(ValueError, match="unknown split"):
-        pl.split_files(prep, "holdout")
+        pl.make_dataset(prep, "holdout", 2)
     with pytest.raises(ValueError, match="class_weights"):
         pl.make_dataset(prep, "train", 2, class_weights=np.ones(5))
     (prep / "manifest.csv").unlink()
     with pytest.raises(FileNotFoundError, match="manifest.csv"):
-        pl.split_files(prep, "train")
+        pl.make_dataset(prep, "train", 2)
 
 
 def test_decoded_images_match_what_inference_reads(tmp_path: Path) -> None:
@@ -245,9 +246,9 @@ def test_no_cache_rereads_files_and_shuffles_names(tmp_path: Path) -> None:
 
 def test_cache_over_budget_falls_back_with_a_notice(tmp_path: Path, capsys) -> None:
     prep = write_prepared(tmp_path, n=5)
-    files = pl.split_files(prep, "train")
-    total = sum((Path(f)).stat().st_size for f in files[0] + files[1])
-    assert pl.resolve_cache("memory", files[0] + files[1], budget_bytes=total) == "memory"
+    files = [str(p) for _, image, label in split_items(prep, "train") for p in (image, label)]
+    total = sum((Path(f)).stat().st_size for f in files)
+    assert pl.resolve_cache("memory", files, budget_bytes=total) == "memory"
     assert capsys.readouterr().err == ""
     ds = pl.make_dataset(prep, "train", 2, cache="memory", cache_budget_bytes=total - 1)
     err = capsys.readouterr().err

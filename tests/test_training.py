@@ -14,9 +14,8 @@ import numpy as np
 import pytest
 
 from facesegm_utils import training
-from facesegm_utils.callbacks import read_history
 from facesegm_utils.evaluation import evaluate_model
-from facesegm_utils.fileio import FacesegmError
+from facesegm_utils.fileio import FacesegmError, read_history
 from facesegm_utils.trainconfig import TrainConfig
 
 
@@ -86,7 +85,7 @@ def test_train_then_resume(prepared: Path, tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="simulated interruption"):
         training.train(cfg, callbacks=[_StopAfterFirstEpoch()])
     assert (tmp_path / "run" / "backup").is_dir()
-    assert [r["epoch"] for r in read_history(tmp_path / "run" / "history.csv")] == [1.0]
+    assert read_history(tmp_path / "run" / "history.csv")["epoch"] == [1.0]
     recorder = _EpochRecorder()
     result = training.train(cfg, callbacks=[recorder])
     assert recorder.epochs == [1]  # continued at the second epoch (0-based 1)
