@@ -20,6 +20,7 @@ import keras
 from facesegm_utils.fileio import FacesegmError, atomic_write_text, read_history
 from facesegm_utils.labels import NUM_CLASSES
 from facesegm_utils.losses import CEDiceLoss, SoftDiceLoss, SparseCrossEntropy
+from facesegm_utils.optim import EncoderAdam
 
 #: the training-time mIoU is computed at the MODEL's input size (labels resized nearest to it), so
 #: it is named so in ``history.csv``; the full-resolution score is ``facesegm evaluate``'s
@@ -55,6 +56,7 @@ def custom_objects() -> dict[str, Any]:
         "facesegm>SoftDiceLoss": SoftDiceLoss,
         "facesegm>CEDiceLoss": CEDiceLoss,
         "facesegm>DatasetMeanIoU": DatasetMeanIoU,
+        "facesegm>EncoderAdam": EncoderAdam,
     }
 
 
@@ -72,10 +74,13 @@ def load_model(path: str | os.PathLike[str], compile: bool = False) -> keras.Mod
     return keras.models.load_model(path, compile=compile, custom_objects=custom_objects())
 
 
-def compile_model(model: keras.Model, loss: keras.losses.Loss, learning_rate: Any, num_classes: int) -> None:
-    """Compile with Adam, ``loss`` and the metrics ``pixel_accuracy`` and ``miou_model_size``."""
+def compile_model(
+    model: keras.Model, loss: keras.losses.Loss, learning_rate: Any, num_classes: int, optimizer: Any = None
+) -> None:
+    """Compile with ``optimizer`` (default Adam at ``learning_rate``), ``loss`` and the metrics
+    ``pixel_accuracy`` and ``miou_model_size``."""
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
+        optimizer=optimizer if optimizer is not None else keras.optimizers.Adam(learning_rate),
         loss=loss,
         metrics=[
             keras.metrics.SparseCategoricalAccuracy(name="pixel_accuracy"),

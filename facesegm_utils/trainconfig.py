@@ -17,7 +17,7 @@ from typing import Any
 
 from facesegm_utils.fileio import FacesegmError
 from facesegm_utils.losses import LOSS_NAMES
-from facesegm_utils.model import ENCODER_DEPTH, ENCODERS, UPSAMPLING_MODES
+from facesegm_utils.model import ENCODER_DEPTH, ENCODER_WEIGHTS, ENCODERS, UPSAMPLING_MODES
 from facesegm_utils.pipeline import CACHE_MODES
 
 CLASS_WEIGHT_METHODS: tuple[str, ...] = ("none", "median_frequency", "inverse_sqrt")
@@ -43,6 +43,10 @@ class TrainConfig:
     upsampling: str = "transpose"
     encoder: str | None = None
     encoder_weights: str | None = None
+    decoder_filters: int | None = None
+    encoder_lr_scale: float = 1.0
+    freeze_encoder_epochs: int = 0
+    warmup_epochs: int = 1
     lr: float = 1e-3
     schedule: str = "plateau"
     mixed_precision: str = "auto"
@@ -81,6 +85,22 @@ class TrainConfig:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
         if self.encoder is not None and self.encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {', '.join(ENCODERS)} or None; got {self.encoder!r}")
+        if self.encoder_weights not in (None, *ENCODER_WEIGHTS):
+            raise ValueError(
+                f"encoder_weights must be one of {ENCODER_WEIGHTS} or None; got {self.encoder_weights!r}"
+            )
+        if self.encoder is None and self.encoder_weights is not None:
+            raise ValueError(f"encoder_weights={self.encoder_weights!r} needs an encoder (encoder is None)")
+        if self.decoder_filters is not None and int(self.decoder_filters) < 1:
+            raise ValueError(
+                f"decoder_filters must be a positive integer or None; got {self.decoder_filters}"
+            )
+        if not (0 <= self.encoder_lr_scale <= 1):
+            raise ValueError(f"encoder_lr_scale must be in [0, 1]; got {self.encoder_lr_scale}")
+        if int(self.warmup_epochs) < 0:
+            raise ValueError(f"warmup_epochs must be >= 0; got {self.warmup_epochs}")
+        if int(self.freeze_encoder_epochs) < 0:
+            raise ValueError(f"freeze_encoder_epochs must be >= 0; got {self.freeze_encoder_epochs}")
         for name in ("epochs", "batch_size", "base_filters", "depth", "patience"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be a positive integer; got {getattr(self, name)}")
@@ -141,14 +161,25 @@ def command_line(cfg: TrainConfig) -> str:
         if f.name in ("data", "out", "extra"):
             continue
         value = getattr(cfg, f.name)
-        if value is None or value == f.default:
+        if value == f.default:
             continue
         flag = "--" + f.name.replace("_", "-")
+        if value is None:
+            parts.append(f"{flag} none")
+            continue
         if isinstance(value, bool):
             parts.append(flag if value else f"--no-{f.name.replace('_', '-')}")
         else:
             parts.append(f"{flag} {value}")
     return " ".join(parts)
+
+
+def _none_or_str(text: str) -> str | None:
+    return None if text.strip().lower() in ("none", "") else text
+
+
+def _none_or_int(text: str) -> int | None:
+    return None if text.strip().lower() in ("none", "") else int(text)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -167,8 +198,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--depth", type=int, default=d.depth)
     parser.add_argument("--dropout", type=float, default=d.dropout)
     parser.add_argument("--upsampling", choices=UPSAMPLING_MODES, default=d.upsampling)
-    parser.add_argument("--encoder", choices=tuple(ENCODERS), default=None)
-    parser.add_argument("--encoder-weights", choices=("imagenet",), default=None, help="needs internet once")
+    parser.add_argument(
+        "--encoder",
+        type=_none_or_str,
+        choices=(*ENCODERS, None),
+        default=d.encoder,
+        help=f"pretrained encoder, or none for the plain U-Net (default {d.encoder})",
+    )
+    parser.add_argument(
+        "--encoder-weights",
+        type=_none_or_str,
+        choices=(*ENCODER_WEIGHTS, None),
+        default=d.encoder_weights,
+        help=f"imagenet or none (random); efficientnet_lite0's install with the package, the Keras "
+        f"Applications encoders' download once (default {d.encoder_weights})",
+    )
+    parser.add_argument(
+        "--decoder-filters",
+        type=_none_or_int,
+        default=d.decoder_filters,
+        help="width d of a pretrained encoder's decoder: 8d, 4d, 3d, 2d, d filters at strides 16..1 "
+        "(default: 16, 8, 4, 2, 1 x --base-filters)",
+    )
+    parser.add_argument(
+        "--encoder-lr-scale",
+        type=float,
+        default=d.encoder_lr_scale,
+        help="the pretrained encoder's learning rate as a fraction of --lr",
+    )
+    parser.add_argument(
+        "--warmup-epochs",
+        type=int,
+        default=d.warmup_epochs,
+        help="with --schedule cosine: epochs of linear learning-rate warmup first",
+    )
+    parser.add_argument(
+        "--freeze-encoder-epochs",
+        type=int,
+        default=d.freeze_encoder_epochs,
+        help="keep the pretrained encoder's weights fixed for this many first epochs",
+    )
     parser.add_argument("--lr", type=float, default=d.lr)
     parser.add_argument("--schedule", choices=SCHEDULES, default=d.schedule)
     parser.add_argument("--mixed-precision", choices=PRECISIONS, default=d.mixed_precision)

@@ -36,7 +36,8 @@ from facesegm_utils.evaluation import evaluate_model
 from facesegm_utils.fileio import FacesegmError, atomic_write_json, read_history
 from facesegm_utils.labels import CLASSES, NUM_CLASSES
 from facesegm_utils.losses import get_loss
-from facesegm_utils.model import build_unet
+from facesegm_utils.model import build_unet, weights_source
+from facesegm_utils.optim import make_optimizer
 from facesegm_utils.trainconfig import (
     PRECISIONS,
     STRATEGIES,
@@ -128,6 +129,17 @@ def _datasets(cfg: TrainConfig, prep: Path, global_batch: int, image_size: int, 
     return train_ds, val_ds
 
 
+def cosine_schedule(lr: float, epochs: int, steps_per_epoch: int, warmup_epochs: int = 0) -> Any:
+    """Linear warmup from ``lr / 100`` to ``lr`` over ``warmup_epochs``, then cosine decay to ``lr / 100``."""
+    total = max(1, int(epochs) * int(steps_per_epoch))
+    warmup = min(int(warmup_epochs) * int(steps_per_epoch), total - 1)
+    if warmup <= 0:
+        return keras.optimizers.schedules.CosineDecay(lr, decay_steps=total, alpha=0.01)
+    return keras.optimizers.schedules.CosineDecay(
+        lr / 100, decay_steps=total - warmup, alpha=0.01, warmup_target=lr, warmup_steps=warmup
+    )
+
+
 def _versions() -> dict[str, str]:
     from facesegm_utils import env
 
@@ -187,6 +199,7 @@ def train(config: TrainConfig | dict[str, Any], callbacks: list[Any] | None = No
         "upsampling": cfg.upsampling,
         "encoder": cfg.encoder,
         "encoder_weights": cfg.encoder_weights,
+        "decoder_filters": cfg.decoder_filters,
     }
     record: dict[str, Any] = {
         **cfg.to_dict(),
@@ -199,6 +212,7 @@ def train(config: TrainConfig | dict[str, Any], callbacks: list[Any] | None = No
         "global_batch_size": global_batch,
         "steps_per_epoch": steps_per_epoch,
         "class_weight_values": class_weights,
+        "encoder_weights_loaded": weights_source(cfg.encoder, cfg.encoder_weights),
         "dataset": {k: info.get(k) for k in ("size", "image_size", "counts", "split") if k in info},
         "versions": _versions(),
         "command": command_line(cfg),
@@ -223,10 +237,10 @@ def train(config: TrainConfig | dict[str, Any], callbacks: list[Any] | None = No
             model = build_unet(**build_kwargs)
             lr: Any = cfg.lr
             if cfg.schedule == "cosine":
-                lr = keras.optimizers.schedules.CosineDecay(
-                    cfg.lr, decay_steps=max(1, cfg.epochs * (steps_per_epoch or 1)), alpha=0.01
-                )
-            compile_model(model, get_loss(cfg.loss, class_weights), lr, NUM_CLASSES)
+                lr = cosine_schedule(cfg.lr, cfg.epochs, steps_per_epoch or 1, cfg.warmup_epochs)
+            frozen_steps = cfg.freeze_encoder_epochs * (steps_per_epoch or 1)
+            optimizer = make_optimizer(model, lr, cfg.encoder_lr_scale, frozen_steps)
+            compile_model(model, get_loss(cfg.loss, class_weights), lr, NUM_CLASSES, optimizer)
 
         export = None
         if policy != "float32":
@@ -311,41 +325,57 @@ def train(config: TrainConfig | dict[str, Any], callbacks: list[Any] | None = No
         "seconds": seconds,
         "replicas": replicas,
         "dtype_policy": policy,
+        "params": int(model.count_params()),
     }
 
 
-def compare_losses(
-    base: TrainConfig, losses: list[str], epochs: int, out_root: str | os.PathLike[str], split: str = "val"
+def compare_runs(
+    base: TrainConfig,
+    variants: dict[str, dict[str, Any]],
+    epochs: int,
+    out_root: str | os.PathLike[str],
+    split: str = "val",
 ) -> list[dict[str, Any]]:
-    """Train one short run per loss (same seed, data and model) and score each on ``split``.
+    """Train one short run per variant (``base`` with the variant's options; same seed and data).
 
-    Each run goes to ``out_root/<loss>``; returns one row per loss with the split's dataset-level
-    ``miou`` and ``pixel_accuracy`` (scored by :func:`facesegm_utils.evaluation.evaluate_model`, at
-    full resolution), the best validation mIoU seen (at model size) and the seconds taken.
+    Each run goes to ``out_root/<name>`` (``+`` in a name becomes ``_``) and always starts fresh.
+    Returns one row per variant: ``name``, the split's dataset-level ``{split}_miou`` and
+    ``{split}_pixel_accuracy`` (scored by :func:`facesegm_utils.evaluation.evaluate_model`, at full
+    resolution), ``best_val_miou`` (at model size), ``history`` (the per-epoch columns), ``params``
+    and ``seconds``.
     """
-    rows = []
-    for name in losses:
-        slug = name.replace("+", "_")
-        run = Path(out_root) / slug
-        if (run / "backup").is_dir():
-            import shutil
+    import shutil
 
+    rows = []
+    for name, options in variants.items():
+        run = Path(out_root) / name.replace("+", "_")
+        if (run / "backup").is_dir():
             shutil.rmtree(run / "backup")
         cfg = dataclasses.replace(
-            base, loss=name, epochs=int(epochs), out=str(run), patience=max(1, int(epochs))
+            base, **options, epochs=int(epochs), out=str(run), patience=max(1, int(epochs))
         )
         result = train(cfg)
         scores = evaluate_model(result["model_path"], base.data, split, batch_size=base.batch_size)
         rows.append(
             {
-                "loss": name,
+                "name": name,
                 f"{split}_miou": scores["mean_iou"],
                 f"{split}_pixel_accuracy": scores["pixel_accuracy"],
                 "best_val_miou": result["best_val_miou"],
+                "history": result["history"],
+                "params": result["params"],
                 "seconds": round(result["seconds"], 1),
             }
         )
     return rows
+
+
+def compare_losses(
+    base: TrainConfig, losses: list[str], epochs: int, out_root: str | os.PathLike[str], split: str = "val"
+) -> list[dict[str, Any]]:
+    """:func:`compare_runs` over losses (same seed, data and model); each row also names its ``loss``."""
+    rows = compare_runs(base, {name: {"loss": name} for name in losses}, epochs, out_root, split)
+    return [{"loss": row["name"], **row} for row in rows]
 
 
 # --------------------------------------------------------------------------------------------- CLI

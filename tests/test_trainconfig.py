@@ -32,3 +32,39 @@ def test_cache_option_parses_validates_and_reproduces() -> None:
         parser.parse_args(["--data", "d", "--out", "o", "--cache", "ram"])
     with pytest.raises(ValueError, match="cache must be one of memory, disk, none"):
         TrainConfig(data="d", out="o", cache="ram").validate()
+
+
+def test_encoder_options_parse_validate_and_reproduce() -> None:
+    import argparse
+
+    from facesegm_utils.trainconfig import add_arguments, command_line
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    argv = ["--data", "d", "--out", "o", "--encoder", "none", "--encoder-weights", "none"]
+    args = parser.parse_args([*argv, "--decoder-filters", "12", "--encoder-lr-scale", "0.5"])
+    assert (args.encoder, args.encoder_weights, args.decoder_filters, args.encoder_lr_scale) == (
+        None,
+        None,
+        12,
+        0.5,
+    )
+    cfg = TrainConfig(data="d", out="o", encoder=None, encoder_weights=None)
+    cfg.validate()
+    default = TrainConfig(data="d", out="o")
+    if default.encoder is not None:  # switching the default encoder off is reproduced as "--encoder none"
+        assert "--encoder none" in command_line(cfg)
+    cfg = TrainConfig(
+        data="d", out="o", encoder="efficientnet_lite0", encoder_weights="imagenet", freeze_encoder_epochs=2
+    )
+    cfg.validate()
+    assert parser.parse_args(command_line(cfg).split()[2:]).freeze_encoder_epochs == 2
+    for bad, match in (
+        ({"encoder": None, "encoder_weights": "imagenet"}, "needs an encoder"),
+        ({"encoder_weights": "coco"}, "encoder_weights must be"),
+        ({"encoder_lr_scale": 2.0}, "encoder_lr_scale"),
+        ({"freeze_encoder_epochs": -1}, "freeze_encoder_epochs"),
+        ({"decoder_filters": 0}, "decoder_filters"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            TrainConfig(data="d", out="o", **bad).validate()
