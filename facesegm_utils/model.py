@@ -250,6 +250,24 @@ def backbone(encoder: str, image_size: int, weights: str | None) -> keras.Model:
 
 
 # ----------------------------------------------------------------------------------------- helpers
+def encoder_features(model: keras.Model, images: np.ndarray) -> list[np.ndarray]:
+    """The pretrained encoder's five feature maps (strides 2, 4, 8, 16, 32) for RGB ``images`` in 0..255.
+
+    ``model`` is a backbone U-Net from :func:`build_unet` (or the ``encoder_*`` model itself).
+    """
+    encoder = model
+    if not model.name.startswith("encoder_"):
+        found = [layer for layer in model.layers if layer.name.startswith("encoder_")]
+        if not found:
+            raise ValueError(f"model {model.name!r} has no pretrained encoder (build it with encoder=...)")
+        encoder = found[0]
+    x = np.asarray(images, dtype="float32")
+    prep = [layer for layer in model.layers if layer.name == "rescale"]
+    if prep and encoder is not model:  # a Keras Applications encoder takes its input rescaled
+        x = keras.ops.convert_to_numpy(prep[0](x))
+    return [keras.ops.convert_to_numpy(f) for f in encoder(x, training=False)]
+
+
 def count_params(model: keras.Model) -> int:
     """Total number of parameters (trainable and not)."""
     return int(model.count_params())

@@ -165,3 +165,17 @@ def test_unobtainable_imagenet_weights_stop_with_a_clear_error(
     err = capsys.readouterr().err.strip().splitlines()
     assert "encoder 'mobilenetv2'" in err[-1] and "efficientnet_lite0" in err[-1]
     assert not (offline / "run" / "model.keras").exists()
+
+
+def test_encoder_features_shapes() -> None:
+    net = M.build_unet(64, encoder="efficientnet_lite0", encoder_weights=None, decoder_filters=2)
+    feats = M.encoder_features(net, np.zeros((1, 64, 64, 3), "float32"))
+    assert [f.shape for f in feats] == [
+        (1, 32, 32, 16),
+        (1, 16, 16, 24),
+        (1, 8, 8, 40),
+        (1, 4, 4, 112),
+        (1, 2, 2, 320),
+    ]
+    with pytest.raises(ValueError, match="no pretrained encoder"):
+        M.encoder_features(M.build_unet(32, base_filters=2, depth=2), np.zeros((1, 32, 32, 3), "float32"))
