@@ -43,11 +43,12 @@ METHODS: tuple[str, ...] = ("lab", "hsv")
 #: Probabilities below this count as "not the part" so that the untouched area stays untouched.
 PROBA_FLOOR: float = 0.02
 #: Edge-aware refinement of probability masks (:func:`refine_weight`): guided-filter radius as a
-#: fraction of the image side, its regulariser (guide in 0..1), and the confidence ramp applied after it
-#: (weights below ``lo`` become 0, above ``hi`` 1). Tuned on model masks in ``benchmarks/bench_recolor.py``.
-GUIDED_RADIUS_FRACTION: float = 0.008
+#: fraction of the part's size (the square root of its area, so hair gets a wide window and lips a
+#: narrow one), its regulariser (guide in 0..1), and the confidence ramp applied after it (weights
+#: below ``lo`` become 0, above ``hi`` 1). Tuned on model masks in ``benchmarks/bench_recolor.py``.
+GUIDED_RADIUS_SCALE: float = 0.05
 GUIDED_EPS: float = 1e-3
-REFINE_RAMP: tuple[float, float] = (0.2, 0.8)
+REFINE_RAMP: tuple[float, float] = (0.4, 0.8)
 
 _HEX_RE = re.compile(r"^#([0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
 _COLOR_FORMS = (
@@ -222,6 +223,28 @@ def part_weight(
     return refine_weight(w, image) if refine else w
 
 
+def _guided_coefficients(
+    guide: np.ndarray, src: np.ndarray, radius: int, eps: float, subsample: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Box-averaged guided-filter coefficients ``(a, b)`` of ``src`` with guide ``guide`` (both float32,
+    same shape), computed on a ``subsample``-times smaller grid and returned at that grid's size."""
+    h, w = src.shape
+    s = subsample if min(h, w) >= 4 * subsample else 1
+    if s > 1:
+        small = (max(1, w // s), max(1, h // s))
+        guide = cv2.resize(guide, small, interpolation=cv2.INTER_AREA)
+        src = cv2.resize(src, small, interpolation=cv2.INTER_AREA)
+    k = (2 * max(1, round(radius / s)) + 1,) * 2
+
+    def box(x: np.ndarray) -> np.ndarray:
+        return cv2.boxFilter(x, -1, k, borderType=cv2.BORDER_REFLECT)
+
+    mean_g, mean_p = box(guide), box(src)
+    a = (box(guide * src) - mean_g * mean_p) / (box(guide * guide) - mean_g * mean_g + eps)
+    b = mean_p - a * mean_g
+    return box(a), box(b)
+
+
 def guided_filter(
     guide: np.ndarray, src: np.ndarray, radius: int, eps: float, subsample: int = 2
 ) -> np.ndarray:
@@ -232,23 +255,11 @@ def guided_filter(
     upsampled bilinearly (the "fast" variant: a few times cheaper, visually the same).
     """
     h, w = src.shape
-    s = subsample if min(h, w) >= 4 * subsample else 1
-    small = (max(1, w // s), max(1, h // s))
-    g = cv2.resize(guide, small, interpolation=cv2.INTER_AREA) if s > 1 else guide
-    p = cv2.resize(src, small, interpolation=cv2.INTER_AREA) if s > 1 else src
-    k = (2 * max(1, round(radius / s)) + 1,) * 2
-
-    def box(x: np.ndarray) -> np.ndarray:
-        return cv2.boxFilter(x, -1, k, borderType=cv2.BORDER_REFLECT)
-
-    mean_g, mean_p = box(g), box(p)
-    a = (box(g * p) - mean_g * mean_p) / (box(g * g) - mean_g * mean_g + eps)
-    b = mean_p - a * mean_g
-    mean_a, mean_b = box(a), box(b)
-    if s > 1:
-        mean_a = cv2.resize(mean_a, (w, h), interpolation=cv2.INTER_LINEAR)
-        mean_b = cv2.resize(mean_b, (w, h), interpolation=cv2.INTER_LINEAR)
-    return mean_a * guide + mean_b
+    a, b = _guided_coefficients(guide, src, radius, eps, subsample)
+    if a.shape != (h, w):
+        a = cv2.resize(a, (w, h), interpolation=cv2.INTER_LINEAR)
+        b = cv2.resize(b, (w, h), interpolation=cv2.INTER_LINEAR)
+    return a * guide + b
 
 
 def refine_weight(
@@ -257,27 +268,38 @@ def refine_weight(
     """Edge-aware refinement of a soft part mask, guided by the photo: no colour halo around the part.
 
     A guided filter with the photo's grey levels as guide makes the mask's edge follow the photo's
-    edge (radius ``radius`` px, default :data:`GUIDED_RADIUS_FRACTION` of the side); the confidence
-    ramp :data:`REFINE_RAMP` then drops the low, uncertain weights a model spreads around a part (the
-    halo) and makes confident ones full. Only the padded bounding box of ``weight > 0`` is filtered,
-    and weights below :data:`PROBA_FLOOR` become exactly 0, so the rest of the photo stays untouched.
+    edge (radius ``radius`` px, default :data:`GUIDED_RADIUS_SCALE` times the square root of the
+    part's area); the confidence ramp :data:`REFINE_RAMP` then drops the low, uncertain weights a
+    model spreads around a part (the halo) and makes confident ones full. Only the padded bounding box
+    of the weights of at least half the ramp's floor is filtered, and weights below
+    :data:`PROBA_FLOOR` become exactly 0, so the rest of the photo stays bit-for-bit untouched.
     """
     img = _check_image(image)
     w = _check_weight(weight, img.shape[:2])
-    r = max(1.0, GUIDED_RADIUS_FRACTION * max(w.shape)) if radius is None else float(radius)
+    r = max(1.0, GUIDED_RADIUS_SCALE * math.sqrt(float(w.sum()))) if radius is None else float(radius)
     if not math.isfinite(r) or r <= 0 or not math.isfinite(eps) or eps <= 0:
         raise ValueError(f"radius and eps must be positive numbers, got {radius!r} and {eps!r}")
     out = np.zeros_like(w)
-    box = _bbox(w > 0, int(math.ceil(2 * r)) + 2)
+    lo, hi = REFINE_RAMP
+    # far from any weight of half the ramp's floor nothing can reach the floor: filter only near the part
+    box = _bbox(w >= lo / 2, int(math.ceil(2 * r)) + 2)
     if box is None:
         return out
     img8 = img if img.dtype == np.uint8 else np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8)
-    guide = cv2.cvtColor(np.ascontiguousarray(img8[box]), cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
-    q = guided_filter(guide, np.ascontiguousarray(w[box]), round(r), float(eps))
-    lo, hi = REFINE_RAMP
-    q = np.clip((q - lo) / (hi - lo), 0.0, 1.0)
-    q[q < PROBA_FLOOR] = 0.0
-    out[box] = q
+    grey = cv2.cvtColor(np.ascontiguousarray(img8[box]), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    # the fast variant's grid: step 2, growing with the radius (r / 4, as its authors suggest) up to 4
+    step = int(min(4, max(2, r // 4)))
+    a, b = _guided_coefficients(grey / 255.0, np.ascontiguousarray(w[box]), round(r), float(eps), step)
+    # fold the ramp (q - lo) / (hi - lo) and the guide's 1/255 into the coefficients on the small grid,
+    # so the full-size work is two resizes, one multiply-add, a clip and the floor
+    a = a / (255.0 * (hi - lo))
+    b = (b - lo) / (hi - lo)
+    hb, wb = grey.shape
+    if a.shape != (hb, wb):
+        a = cv2.resize(a, (wb, hb), interpolation=cv2.INTER_LINEAR)
+        b = cv2.resize(b, (wb, hb), interpolation=cv2.INTER_LINEAR)
+    q = cv2.min(cv2.add(cv2.multiply(a, grey), b), 1.0)
+    out[box] = cv2.threshold(q, PROBA_FLOOR, 0.0, cv2.THRESH_TOZERO)[1]
     return out
 
 
