@@ -91,6 +91,38 @@ def test_kernel_registration_quiets_tensorflow() -> None:
     assert "capture_fd_output=False" in makefile
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("path", course.list_notebooks(), ids=lambda p: p.stem)
+def test_first_cells_show_no_stderr_in_the_course_kernel(path: Path, request: pytest.FixtureRequest) -> None:
+    """The cells up to ``env.report()``, run in the registered ``python3`` kernel as JupyterLab runs
+    them (no papermill, no course runner environment): no stderr output, no error."""
+    from nbclient import NotebookClient
+
+    prepared = os.environ.get("FACESEGM_LAB_COURSE")
+    out = Path(prepared) if prepared else Path(request.getfixturevalue("quick_course")["out_dir"])
+    nb = nbformat.read(path, as_version=4)
+    first = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and "env.report()" in c.source)
+    cells = [c for c in nb.cells[: first + 1] if c.cell_type == "code"]
+    paths = nbformat.v4.new_code_cell(f"RAW_DIR = {str(out / 'synthetic')!r}\nOUT_DIR = {str(out)!r}")
+    nb.cells = [cells[0], paths, *cells[1:]]
+    env = _kernel_env()
+    client = NotebookClient(
+        nb, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(path.parent)}}
+    )
+    old = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        client.execute()
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    outputs = [o for c in nb.cells for o in c.get("outputs", [])]
+    noisy = [o.get("text", "")[:300] for o in outputs if o.get("name") == "stderr"]
+    assert noisy == [], f"{path.name}: stderr in its first cells"
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+
+
 # ----------------------------------------------------------------------------------------- browser
 
 
@@ -109,6 +141,12 @@ def _browser_or_skip() -> None:
         pytest.skip(reason)
 
 
+def _kernel_env() -> dict[str, str]:
+    """This environment as a learner's shell has it: no TF_CPP_MIN_LOG_LEVEL (the kernelspec sets its
+    own), and no PYTEST_CURRENT_TEST, in whose presence ipykernel stops capturing C-level output."""
+    return {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "PYTEST_CURRENT_TEST")}
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -122,7 +160,7 @@ class Lab:
         self.port, self.token = _free_port(), secrets.token_hex(16)
         self.base = f"http://127.0.0.1:{self.port}"
         env = dict(
-            os.environ,
+            _kernel_env(),
             JUPYTERLAB_SETTINGS_DIR=str(home / "settings"),
             JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"),
         )
