@@ -15,6 +15,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -314,6 +315,8 @@ def test_notebook_06_in_jupyterlab(page, lab_server: Lab) -> None:
         "colour + Enter": type_colour,
         "part chosen": lambda: ui.locator(".widget-dropdown select").select_option("lips"),
         "method toggled": lambda: ui.locator('.widget-toggle-buttons button:has-text("hsv")').click(),
+        "strength from the keyboard": lambda: (handle.focus(), page.keyboard.press("ArrowRight")),
+        "reset": lambda: ui.locator('button:has-text("reset")').click(),
     }
     for what, action in actions.items():
         after, before = _changes(page, ui, action)
@@ -346,6 +349,16 @@ def test_notebook_01_figures_render(page, lab_server: Lab) -> None:
     sizes = images.evaluate_all("els => els.map(e => [e.naturalWidth, e.naturalHeight])")
     assert all(w > 50 and h > 50 for w, h in sizes), sizes  # decoded images, not broken ones
     page.screenshot(path=str(SHOTS / "01_data_exploration.png"))
+
+
+def test_without_a_browser_skip_says_how_and_ci_fails(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(sys.modules[__name__], "CHROMIUM", tmp_path / "no-chromium")
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="apt-get install chromium"):
+        _browser_or_skip()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true"):
+        _browser_or_skip()
 
 
 def test_screenshot_folder_is_not_tracked() -> None:
