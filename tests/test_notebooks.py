@@ -7,8 +7,11 @@ layout, then every notebook in order under papermill.
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -65,18 +68,28 @@ def _registered_display_name() -> str:
     return found[0]
 
 
+@functools.cache
+def _kernel_language_info() -> dict:
+    """What ipykernel reports as ``language_info`` (asked in a subprocess: importing ipykernel here
+    would switch ipywidgets in this test process to kernel comms)."""
+    code = (
+        "import json; from ipykernel.ipkernel import IPythonKernel as K; print(json.dumps(K.language_info))"
+    )
+    return json.loads(
+        subprocess.run([sys.executable, "-c", code], capture_output=True, check=True, text=True).stdout
+    )
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_kernel_metadata_matches_the_registered_kernel(path: Path) -> None:
     """JupyterLab marks a notebook modified on opening when these differ from the running kernel's."""
-    from ipykernel.ipkernel import IPythonKernel
-
     meta = nbformat.read(path, as_version=4).metadata
     assert meta["kernelspec"] == {
         "name": "python3",
         "display_name": _registered_display_name(),
         "language": "python",
     }
-    expected = dict(IPythonKernel.language_info)
+    expected = dict(_kernel_language_info())
     info = dict(meta["language_info"])
     assert re.fullmatch(r"3\.\d+\.\d+", info.pop("version")), "language_info.version is Python's x.y.z"
     expected.pop("version")
