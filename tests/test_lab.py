@@ -293,6 +293,11 @@ def test_notebook_06_in_jupyterlab(page, lab_server: Lab) -> None:
     assert (
         ui.get_by_text("before", exact=True).count() == 1 and ui.get_by_text("after", exact=True).count() == 1
     )
+    for img in ui.locator("img.widget-image").all():  # shown at the photo's own size, not stretched
+        natural_w, shown_w, natural_h, shown_h = img.evaluate(
+            "e => [e.naturalWidth, e.clientWidth, e.naturalHeight, e.clientHeight]"
+        )
+        assert (shown_w, shown_h) == (natural_w, natural_h)
 
     ui.screenshot(path=str(SHOTS / "widget.png"))  # as a learner first sees it (README's picture)
     handle = ui.locator(".widget-slider .noUi-handle").first
