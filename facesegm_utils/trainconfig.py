@@ -33,26 +33,26 @@ class TrainConfig:
     data: str
     out: str
     image_size: int | None = None
-    epochs: int = 20
+    epochs: int = 30
     batch_size: int = 8
     loss: str = "ce+dice"
-    class_weights: str = "none"
+    class_weights: str = "median_frequency"
     base_filters: int = 32
     depth: int = 4
     dropout: float = 0.0
     upsampling: str = "transpose"
-    encoder: str | None = None
-    encoder_weights: str | None = None
-    decoder_filters: int | None = None
-    encoder_lr_scale: float = 1.0
+    encoder: str | None = "efficientnet_lite0"
+    encoder_weights: str | None = "imagenet"
+    decoder_filters: int | None = 16
+    encoder_lr_scale: float = 0.333
     freeze_encoder_epochs: int = 0
     warmup_epochs: int = 1
-    lr: float = 1e-3
-    schedule: str = "plateau"
+    lr: float = 3e-3
+    schedule: str = "cosine"
     mixed_precision: str = "auto"
     strategy: str = "auto"
     seed: int = 0
-    patience: int = 8
+    patience: int = 30
     max_steps_per_epoch: int | None = None
     augment: bool = True
     cache: str = "memory"

@@ -41,6 +41,8 @@ def _config(prepared: Path, out: Path, **kw: object) -> TrainConfig:
         "batch_size": 4,
         "base_filters": 4,
         "depth": 2,
+        "encoder": None,  # the plain U-Net (the default recipe's pretrained encoder is tested in test_optim)
+        "encoder_weights": None,
         "loss": "ce",
         "augment": False,
         "mixed_precision": "off",
@@ -112,7 +114,7 @@ def test_mirrored_strategy_on_two_cpus(prepared: Path, tmp_path: Path) -> None:
         from facesegm_utils import training
         from facesegm_utils.trainconfig import TrainConfig
         cfg = TrainConfig(data={str(prepared)!r}, out={str(tmp_path / "run")!r}, image_size=32,
-            epochs=1, batch_size=1, base_filters=4, depth=2, loss="ce+dice", augment=False,
+            epochs=1, batch_size=1, base_filters=4, depth=2, encoder=None, encoder_weights=None, loss="ce+dice", augment=False,
             mixed_precision="off", strategy="mirrored", max_steps_per_epoch=2)
         r = training.train(cfg)
         print("RESULT", json.dumps({{"replicas": r["replicas"], "loss": r["history"]["loss"]}}))
