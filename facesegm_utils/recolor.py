@@ -363,6 +363,20 @@ def edge_window(mask: np.ndarray, half: int) -> tuple[slice, slice]:
     return slice(y0, y0 + 2 * half), slice(x0, x0 + 2 * half)
 
 
+def densest_window(values: np.ndarray, half: int) -> tuple[slice, slice]:
+    """The (2*half)-pixel square window holding the largest sum of ``values`` (H, W), inside the
+    image: where a close-up shows most of something, e.g. the colour a refinement took away."""
+    v = np.asarray(values, dtype=np.float32)
+    h, w = v.shape
+    if half < 1 or 2 * half > min(h, w):
+        raise ValueError(f"a window of {2 * half} px does not fit in a {w}x{h} image")
+    sums = cv2.boxFilter(v, -1, (2 * half, 2 * half), normalize=False, borderType=cv2.BORDER_CONSTANT)
+    # box sums are anchored at the window centre; keep only windows fully inside the image
+    inside = sums[half : h - half + 1, half : w - half + 1]
+    y0, x0 = np.unravel_index(int(np.argmax(inside)), inside.shape)
+    return slice(int(y0), int(y0) + 2 * half), slice(int(x0), int(x0) + 2 * half)
+
+
 def _check_image(image: np.ndarray) -> np.ndarray:
     img = np.asarray(image)
     if img.ndim != 3 or img.shape[2] != 3 or img.shape[0] == 0 or img.shape[1] == 0:

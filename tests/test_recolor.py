@@ -8,6 +8,7 @@ import pytest
 
 from facesegm_utils.labels import NUM_CLASSES, class_id
 from facesegm_utils.recolor import (
+    densest_window,
     edge_window,
     guided_filter,
     mean_lightness,
@@ -309,3 +310,16 @@ def test_refinement_is_off_for_label_maps_and_needs_the_photo() -> None:
     with pytest.raises(ValueError, match="radius"):
         refine_weight(np.ones((8, 8), np.float32), img[:8, :8], radius=-1)
     assert np.all(refine_weight(np.zeros((8, 8), np.float32), img[:8, :8]) == 0.0)
+
+
+def test_densest_window_holds_the_most_and_stays_inside() -> None:
+    v = np.zeros((20, 30), np.float32)
+    v[12:15, 22:25] = 1.0  # a 3x3 block: every 6x6 window holding it sums to 9
+    ys, xs = densest_window(v, 3)
+    assert (ys.stop - ys.start, xs.stop - xs.start) == (6, 6)
+    assert v[ys, xs].sum() == 9.0
+    corner = np.zeros((20, 30), np.float32)
+    corner[19, 29] = 5.0  # in the last corner: the window is clipped to end at the image border
+    assert densest_window(corner, 4) == (slice(12, 20), slice(22, 30))
+    with pytest.raises(ValueError, match="does not fit"):
+        densest_window(v, 11)
