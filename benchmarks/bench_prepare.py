@@ -17,6 +17,7 @@ the ``bench_prepare`` section of benchmarks/README.md.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import tempfile
 import time
@@ -68,37 +69,36 @@ def straightforward_prepare(raw: Path, out: Path, size: int, first_channel: bool
 
 
 def bench_prepare(raw: Path, work: Path, size: int, repeats: int = 2) -> dict[str, float]:
-    """Best-of-``repeats`` images/s of the baseline loop and of prepare_dataset (all cores)."""
+    """Best-of-``repeats`` images/s of each variant, the variants interleaved in every round."""
     n = len(cm.list_image_ids(raw))
-    base, fast = [], []
-    for r in range(repeats):
-        out = work / f"base{r}"
-        t = time.perf_counter()
+
+    def baseline(out: Path) -> None:
         straightforward_prepare(raw, out, size)
-        base.append(n / (time.perf_counter() - t))
-        out = work / f"fast{r}"
-        t = time.perf_counter()
-        summary = prepare_dataset(raw, out, size, split="official", workers=None)
-        fast.append(n / (time.perf_counter() - t))
-        assert summary["total"] == n, summary
+
+    def colour(out: Path) -> None:
+        straightforward_prepare(raw, out, size, first_channel=False)
+
+    def fast(out: Path) -> None:
+        assert prepare_dataset(raw, out, size, split="official", workers=None)["total"] == n
+
+    def fast1(out: Path) -> None:
+        prepare_dataset(raw, out, size, split="official", workers=1)
+
+    variants = {"baseline": baseline, "prepare": fast, "baseline_colour": colour, "prepare_1": fast1}
+    rates: dict[str, list[float]] = {k: [] for k in variants}
+    for r in range(repeats):
+        for name, run in variants.items():
+            t = time.perf_counter()
+            run(work / f"{name}{r}")
+            rates[name].append(n / (time.perf_counter() - t))
     for k in cm.list_image_ids(raw):  # same labels as the straightforward merge at mask size
-        a = cv2.imread(str(work / "base0" / "labels" / f"{k}.png"), cv2.IMREAD_UNCHANGED)
-        b = next((work / "fast0").glob(f"*/labels/{k}.png"))
+        a = cv2.imread(str(work / "baseline0" / "labels" / f"{k}.png"), cv2.IMREAD_UNCHANGED)
+        b = next((work / "prepare0").glob(f"*/labels/{k}.png"))
         assert np.array_equal(a, cv2.imread(str(b), cv2.IMREAD_UNCHANGED)), k
-    t = time.perf_counter()
-    straightforward_prepare(raw, work / "base_colour", size, first_channel=False)
-    base_colour = n / (time.perf_counter() - t)
-    t = time.perf_counter()
-    prepare_dataset(raw, work / "single_worker", size, split="official", workers=1)
-    fast1 = n / (time.perf_counter() - t)
-    return {
-        "n": n,
-        "baseline": max(base),
-        "prepare": max(fast),
-        "workers": summary["workers"],
-        "baseline_colour": base_colour,
-        "prepare_1": fast1,
-    }
+    from facesegm_utils.prepare import _resolve_workers
+
+    best = {k: max(v) for k, v in rates.items()}
+    return {"n": n, "workers": _resolve_workers(None), **best}
 
 
 def bench_tfdata(prep: Path, size: int, images: int) -> float:
@@ -168,8 +168,9 @@ def main() -> None:
         "",
         f"Raw data: {p['n']} synthetic faces at the archive's sizes, 1024x1024 JPEGs and 512x512 "
         f"one-channel part masks (`write_dataset(size=1024, mask_size=512)`). Output S={args.size}. "
-        "Best of 2 interleaved runs for the first two rows, 1 run for the others. The labels of "
-        "both are checked equal.",
+        "Best of 2 rounds, each running the four variants one after the other. The labels of the "
+        f"first two are checked equal. Load average when it ran: {os.getloadavg()[0]:.1f} (a shared "
+        "machine: absolute rates are noisy, the interleaved ratios less so).",
         "",
         "| prepare | images/s | ratio |",
         "|---|---:|---:|",

@@ -9,8 +9,10 @@ Output layout under ``OUT``::
     prepare_report.json               skipped ids with reasons, parts that had to be resized
 
 Work is spread over processes (one id per task). Each file is written atomically, and an id whose
-image and label already exist is skipped, so an interrupted run resumes where it stopped and the
-result is byte-identical to an uninterrupted one. The summary files are rebuilt at the end from
+image and label already exist, complete, is skipped, so an interrupted run resumes where it stopped
+and the result is byte-identical to an uninterrupted one. The per-id files are not flushed to disk
+one by one (an fsync each cost a third of the time per face); one ``os.sync`` at the end of the run
+does it, and a file a power cut left incomplete (no JPEG end marker or PNG ``IEND``) is redone. The summary files are rebuilt at the end from
 the files on disk (train pixel counts of ids finished earlier are re-read from their label PNGs).
 
 Speed comes from the decode path: JPEGs are decoded with libjpeg's DCT-domain downscaling
@@ -198,6 +200,17 @@ def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
     return arr
 
 
+def _complete(path: Path, end: bytes) -> bool:
+    """Whether ``path`` exists and holds ``end`` in its last bytes (a file we wrote completely)."""
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 16))
+            return end in fh.read()
+    except OSError:
+        return False
+
+
 def _worker_init() -> None:
     cv2.setNumThreads(1)
 
@@ -219,10 +232,10 @@ def process_task(task: Task, size: int) -> tuple[int, str, np.ndarray | None, li
     ok2, png = cv2.imencode(".png", label, PNG_PARAMS)
     if not (ok and ok2):
         return task.id, task.split, None, [], "could not encode the outputs"
-    atomic_write_bytes(task.out_image, jpg.tobytes())
+    atomic_write_bytes(task.out_image, jpg.tobytes(), fsync=False)  # os.sync() at the end of the run
     if notes:
         atomic_write_json(task.notes_file, notes)
-    atomic_write_bytes(task.out_label, png.tobytes())  # written last: its presence marks the id done
+    atomic_write_bytes(task.out_label, png.tobytes(), fsync=False)  # written last: marks the id done
     hist = np.bincount(label.ravel(), minlength=NUM_CLASSES).astype(np.int64)
     return task.id, task.split, hist, notes, None
 
@@ -354,7 +367,7 @@ def prepare_dataset(
     for k in sorted(split_of):
         s = split_of[k]
         out_img, out_lab = out / s / "images" / f"{k}.jpg", out / s / "labels" / f"{k}.png"
-        if out_img.is_file() and out_lab.is_file():
+        if _complete(out_img, b"\xff\xd9") and _complete(out_lab, b"IEND"):
             done.append(k)
             continue
         parts = tuple(sorted((p, str(f)) for p, f in scan.files[k].items()))
@@ -374,6 +387,8 @@ def prepare_dataset(
         f"prepare: {len(candidates)} ids, {len(done)} already done, {len(tasks)} to do, {n_workers} workers"
     )
     results = _run_tasks(tasks, size, n_workers)
+    if hasattr(os, "sync"):
+        os.sync()  # the per-id files, written without fsync, reach the disk before the summaries
 
     hists: dict[int, np.ndarray] = {}
     notes: dict[int, list[str]] = {}

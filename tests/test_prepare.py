@@ -113,6 +113,14 @@ def test_interrupted_run_resumes_byte_identical(tmp_path: Path, monkeypatch: pyt
         == 1
     )
     assert tree(out) == tree(clean)
+    # a file a power cut left incomplete (written without fsync) is redone too
+    cut = next(out.glob("val/images/*.jpg"))
+    cut.write_bytes(cut.read_bytes()[:100])
+    assert (
+        prep.prepare_dataset(raw, out, SIZE, split="ratio", ratios=(0.5, 0.25, 0.25), seed=1)["processed_now"]
+        == 1
+    )
+    assert tree(out) == tree(clean)
     with pytest.raises(FacesegmError, match="other settings"):
         prep.prepare_dataset(raw, out, SIZE, split="ratio", ratios=(0.5, 0.25, 0.25), seed=2, workers=1)
 
