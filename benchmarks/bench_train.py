@@ -11,6 +11,14 @@ with the default loss, runs warm-up steps (excluded), then times ``train_on_batc
 images/s) and ``predict_on_batch`` at batch 1 and 8 (ms/image). Mixed precision is only measured
 where a GPU exists (``mixed_float16``); the CPU's ``mixed_bfloat16`` can be asked for with
 ``--precisions float32 mixed_bfloat16``. The float32 run is the baseline, in the same process.
+
+``--models`` compares architectures side by side instead (float32): the plain U-Net at the course's
+widths (``unet8``, ``unet16``, ``unet32``) against the pretrained ``efficientnet_lite0`` encoder with
+the training defaults' light decoder; each model's training rate is also given as a ratio to
+``unet16``'s at the same size::
+
+    python benchmarks/bench_train.py --models unet8 unet16 unet32 efficientnet_lite0 --sizes 256 512 \
+        --section bench_train_encoder
 """
 
 from __future__ import annotations
@@ -33,6 +41,20 @@ from _readme import machine, today, update_section  # noqa: E402
 
 from facesegm_utils.losses import get_loss  # noqa: E402
 from facesegm_utils.model import build_unet, count_params, flops_per_image  # noqa: E402
+
+#: --models: name -> build_unet arguments (``default`` = the package defaults)
+MODELS: dict[str, dict[str, object]] = {
+    "default": {},
+    "unet8": {"encoder": None, "encoder_weights": None, "base_filters": 8, "depth": 4},
+    "unet16": {"encoder": None, "encoder_weights": None, "base_filters": 16, "depth": 4},
+    "unet32": {"encoder": None, "encoder_weights": None, "base_filters": 32, "depth": 4},
+    # the weights do not change the timing; random ones avoid touching the user's weight cache
+    "efficientnet_lite0": {
+        "encoder": "efficientnet_lite0",
+        "encoder_weights": None,
+        "decoder_filters": 16,
+    },
+}
 
 
 def has_gpu() -> bool:
@@ -129,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
         "--device-label", default=None, help="names the card in the README, e.g. 'NVIDIA H100'"
     )
     parser.add_argument("--loss", default="ce+dice", help="training loss: ce, dice or ce+dice (default)")
+    parser.add_argument(
+        "--models", nargs="*", choices=tuple(MODELS), default=["default"], help="architectures to compare"
+    )
     parser.add_argument("--out-json", default=None)
     parser.add_argument(
         "--section", default="bench_train", help="README section to write (default bench_train)"
@@ -151,12 +176,15 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     rows = []
-    for size in sizes:
-        for precision in precisions:
-            r = measure(size, precision, batch, steps, warmup, infer_reps, loss=args.loss)
-            r.update({"size": size, "precision": precision})
-            rows.append(r)
-            print(json.dumps(r), flush=True)
+    for name in args.models:
+        for size in sizes:
+            for precision in precisions:
+                r = measure(size, precision, batch, steps, warmup, infer_reps, loss=args.loss, **MODELS[name])
+                r.update({"model": name, "size": size, "precision": precision})
+                rows.append(r)
+                print(json.dumps(r), flush=True)
+    if args.models != ["default"]:
+        return _write_models(args, rows, batch, steps, warmup, device, backend, argv)
     ratios = {}
     for size in sizes:
         base = next((r for r in rows if r["size"] == size and r["precision"] == "float32"), None)
@@ -210,6 +238,51 @@ def main(argv: list[str] | None = None) -> int:
             "",
             "No GPU here, so no mixed-precision ratio: float16 on a CPU is emulated and only slower.",
         ]
+    markdown = "\n".join(lines)
+    print(markdown)
+    if not args.no_readme:
+        update_section(args.section, markdown)
+    return 0
+
+
+def _write_models(
+    args: argparse.Namespace,
+    rows: list[dict],
+    batch: int,
+    steps: int,
+    warmup: int,
+    device: str,
+    backend: str,
+    argv: list[str] | None,
+) -> int:
+    """The --models comparison: one row per model and size, training rate as a ratio to unet16."""
+    base = {r["size"]: r for r in rows if r["model"] == "unet16" and r["precision"] == "float32"}
+    for r in rows:
+        b = base.get(r["size"])
+        r["train_ratio_to_unet16"] = r["train_images_per_s"] / b["train_images_per_s"] if b else None
+    command = "python benchmarks/bench_train.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    if args.out_json:
+        Path(args.out_json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out_json).write_text(json.dumps({"command": command, "rows": rows}, indent=2) + "\n")
+    lines = [
+        "## bench_train: the pretrained EfficientNet-Lite0 U-Net next to the plain U-Net",
+        "",
+        f"- machine: {machine()}; device: **{device}**; Keras {keras.__version__}, backend **{backend}**",
+        f"- date: {today()}; training batch {batch}, {steps} timed steps after {warmup} warm-up steps (median)",
+        f"- command: `{command}`",
+        "- models: `unetN` = plain U-Net, base N, depth 4; `efficientnet_lite0` = the training defaults' "
+        "encoder with the light decoder (16: 128, 64, 48, 32, 16 filters)",
+        "",
+        "| model | size | params | GFLOPs/image | train images/s | vs unet16 | infer ms/image (b=1) | (b=8) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        ratio = f"{r['train_ratio_to_unet16']:.2f}x" if r["train_ratio_to_unet16"] else "-"
+        lines.append(
+            f"| {r['model']} | {r['size']} | {r['params']:,} | {r['gflops_per_image']:.2f} "
+            f"| {r['train_images_per_s']:.2f} | {ratio} | {r['infer_ms_per_image_b1']:.1f} "
+            f"| {r['infer_ms_per_image_b8']:.1f} |"
+        )
     markdown = "\n".join(lines)
     print(markdown)
     if not args.no_readme:
