@@ -24,6 +24,10 @@ CLASS_WEIGHT_METHODS: tuple[str, ...] = ("none", "median_frequency", "inverse_sq
 SCHEDULES: tuple[str, ...] = ("plateau", "cosine", "constant")
 PRECISIONS: tuple[str, ...] = ("auto", "on", "off")
 STRATEGIES: tuple[str, ...] = ("auto", "default", "mirrored", "multiworker")
+#: how ``lr`` follows the global batch: ``linear`` multiplies it by the number of replicas
+SCALE_LR: tuple[str, ...] = ("linear", "none")
+#: options that may differ when a run is started again into its folder (everything else must match)
+RESUME_MAY_CHANGE: tuple[str, ...] = ("epochs", "patience", "cache", "out", "extra")
 
 
 @dataclass
@@ -51,6 +55,7 @@ class TrainConfig:
     schedule: str = "cosine"
     mixed_precision: str = "auto"
     strategy: str = "auto"
+    scale_lr: str = "linear"
     seed: int = 0
     patience: int = 30
     max_steps_per_epoch: int | None = None
@@ -77,6 +82,7 @@ class TrainConfig:
             "schedule": (self.schedule, SCHEDULES),
             "mixed_precision": (self.mixed_precision, PRECISIONS),
             "strategy": (self.strategy, STRATEGIES),
+            "scale_lr": (self.scale_lr, SCALE_LR),
             "upsampling": (self.upsampling, UPSAMPLING_MODES),
             "cache": (self.cache, CACHE_MODES),
         }
@@ -110,6 +116,24 @@ class TrainConfig:
             raise ValueError(f"max_steps_per_epoch must be >= 1 or None; got {self.max_steps_per_epoch}")
         if self.image_size is not None:
             check_image_size(int(self.image_size), self.depth, self.encoder)
+
+
+def resume_differences(record: dict[str, Any], cfg: TrainConfig, image_size: int) -> list[str]:
+    """``"name: old -> new"`` for every option of ``cfg`` that differs from a run's ``config.json``
+    (``record``), leaving out :data:`RESUME_MAY_CHANGE`. ``image_size`` is the size ``cfg`` resolves to;
+    an option the old record lacks counts as its default."""
+    new = {**cfg.to_dict(), "image_size": image_size}
+    defaults = TrainConfig(data="", out="").to_dict()
+    out = []
+    for name, value in new.items():
+        if name in RESUME_MAY_CHANGE:
+            continue
+        old = record.get(name, defaults[name])
+        if name == "data":
+            old, value = str(Path(old).resolve()), str(Path(value).resolve())
+        if old != value and not (isinstance(old, list) and list(value or []) == old):
+            out.append(f"{name}: {old!r} -> {value!r}")
+    return out
 
 
 def check_image_size(image_size: int, depth: int, encoder: str | None = None) -> None:
@@ -242,6 +266,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--schedule", choices=SCHEDULES, default=d.schedule)
     parser.add_argument("--mixed-precision", choices=PRECISIONS, default=d.mixed_precision)
     parser.add_argument("--strategy", choices=STRATEGIES, default=d.strategy)
+    parser.add_argument(
+        "--scale-lr",
+        choices=SCALE_LR,
+        default=d.scale_lr,
+        help="linear (default): --lr is for one replica's batch and is multiplied by the number of "
+        "replicas, as the global batch is; none: --lr as given",
+    )
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience (epochs)")
     parser.add_argument("--max-steps-per-epoch", type=int, default=None)

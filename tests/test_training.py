@@ -128,3 +128,127 @@ def test_mirrored_strategy_on_two_cpus(prepared: Path, tmp_path: Path) -> None:
     assert line is not None, proc.stderr[-3000:]
     out = json.loads(line.split(" ", 1)[1])
     assert out["replicas"] == 2 and np.isfinite(out["loss"][0])
+
+
+def _cli_args(prepared: Path, out: Path, **kw: object) -> list[str]:
+    """``facesegm train`` options of a tiny plain U-Net run (encoder none), overridden by ``kw``."""
+    opts = {"image-size": 32, "epochs": 1, "batch-size": 2, "base-filters": 4, "depth": 2, "loss": "ce"}
+    opts |= {"encoder": "none", "encoder-weights": "none", "mixed-precision": "off", "strategy": "default"}
+    opts |= {k.replace("_", "-"): v for k, v in kw.items()}
+    return ["train", "--data", str(prepared), "--out", str(out), "--no-augment"] + [
+        a for k, v in opts.items() for a in (f"--{k}", str(v))
+    ]
+
+
+def test_resume_with_other_options_stops_and_lists_them(prepared: Path, tmp_path: Path, capsys) -> None:
+    from facesegm_utils import cli
+
+    run = tmp_path / "run"
+    cfg = training.TrainConfig(
+        **{**_config(prepared, run).to_dict(), "encoder": None, "encoder_weights": None}
+    )
+    (run / "backup").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({**cfg.to_dict(), "image_size": 32, "batch_size": 4}))
+    assert cli.main(_cli_args(prepared, run, loss="dice", batch_size=2, depth=2, epochs=5)) == 2
+    err = capsys.readouterr().err
+    assert "loss: 'ce' -> 'dice'" in err and "batch_size: 4 -> 2" in err
+    assert "epochs" not in err.split("Options that may change")[0]  # epochs may change on resume
+    assert "--restart" in err and sorted(p.name for p in run.iterdir()) == ["backup", "config.json"]
+
+
+@pytest.mark.slow
+def test_restart_moves_the_old_run_aside(prepared: Path, tmp_path: Path) -> None:
+    from facesegm_utils import cli
+
+    run = tmp_path / "run"
+    assert cli.main(_cli_args(prepared, run)) == 0
+    assert cli.main(_cli_args(prepared, run, epochs=2)) == 0  # epochs may change
+    assert cli.main(_cli_args(prepared, run, loss="dice")) == 2
+    assert cli.main(_cli_args(prepared, run, loss="dice") + ["--restart"]) == 0
+    old = [p for p in tmp_path.iterdir() if p.name.startswith("run.old-")]
+    assert len(old) == 1 and (old[0] / "model.keras").is_file()
+    assert json.loads((old[0] / "config.json").read_text())["loss"] == "ce"
+    assert json.loads((run / "config.json").read_text())["loss"] == "dice"
+
+
+def _free_ports(n: int) -> list[int]:
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def _worker_env(ports: list[int], index: int, tmp: Path) -> dict[str, str]:
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+    return {
+        **os.environ,
+        "TF_CONFIG": tf_config,
+        "TMPDIR": str(tmp),
+        "CUDA_VISIBLE_DEVICES": "",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+
+
+@pytest.mark.slow
+def test_two_workers_train_and_only_the_chief_writes(prepared: Path, tmp_path: Path) -> None:
+    """Two worker processes on 127.0.0.1 (TF_CONFIG, free ports): one run folder, written by the chief."""
+    run, tmp = tmp_path / "run", tmp_path / "tmp"
+    tmp.mkdir()
+    ports = _free_ports(2)
+    args = _cli_args(prepared, run, epochs=2, strategy="multiworker")
+    cmd = [sys.executable, "-m", "facesegm_utils.cli", *args]
+    procs = [
+        subprocess.Popen(
+            cmd, env=_worker_env(ports, i, tmp), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        for i in range(2)
+    ]
+    try:
+        outs = [p.communicate(timeout=420)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert [p.returncode for p in procs] == [0, 0], outs[0][-3000:] + outs[1][-3000:]
+    for name in ("model.keras", "history.csv", "config.json"):
+        assert len(list(tmp_path.rglob(name))) == 1, name  # the run folder's only; the other worker's is gone
+    config = json.loads((run / "config.json").read_text())
+    assert config["replicas"] == 2 and config["strategy_name"] == "MultiWorkerMirroredStrategy"
+    assert config["lr_effective"] == pytest.approx(2 * config["lr"])  # --scale-lr linear (default)
+    assert read_history(run / "history.csv")["epoch"] == [1.0, 2.0]
+    assert list(tmp.iterdir()) == []  # the other worker's temporary folder was removed
+
+
+@pytest.mark.slow
+def test_a_worker_waiting_for_its_peer_honours_sigterm(prepared: Path, tmp_path: Path) -> None:
+    import signal
+    import time
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    ports = _free_ports(2)  # nobody listens on the second port: worker 0 waits for its peer
+    cmd = [
+        sys.executable,
+        "-m",
+        "facesegm_utils.cli",
+        *_cli_args(prepared, tmp_path / "run", strategy="multiworker"),
+    ]
+    proc = subprocess.Popen(
+        cmd, env=_worker_env(ports, 0, tmp), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        time.sleep(25)  # long enough to be inside TensorFlow, waiting
+        assert proc.poll() is None, proc.communicate()[0][-2000:]
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=30)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM and "stopped by SIGTERM" in out
+    assert list(tmp.iterdir()) == []
