@@ -231,7 +231,7 @@ def backbone(encoder: str, image_size: int, weights: str | None) -> keras.Model:
             include_top=False, weights=weights, input_shape=(image_size, image_size, 3)
         )
         outputs = [base.get_layer(f"block{b}_out").output for b in efficientnet.FEATURE_BLOCKS.values()]
-        return keras.Model(base.inputs, outputs, name=f"encoder_{encoder}")
+        return keras.Model(base.input, outputs, name=f"encoder_{encoder}")
     base = _keras_application(encoder, image_size, weights)
     chosen: dict[int, Any] = {}
     for layer in base.layers:
@@ -246,7 +246,7 @@ def backbone(encoder: str, image_size: int, weights: str | None) -> keras.Model:
         raise ValueError(
             f"encoder {encoder!r} has no features at strides {missing} for image_size {image_size}"
         )
-    return keras.Model(base.inputs, [chosen[s] for s in (2, 4, 8, 16, 32)], name=f"encoder_{encoder}")
+    return keras.Model(base.input, [chosen[s] for s in (2, 4, 8, 16, 32)], name=f"encoder_{encoder}")
 
 
 # ----------------------------------------------------------------------------------------- helpers
