@@ -135,7 +135,7 @@ def bench_train_step(size: int, batch: int, steps: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=200, help="raw faces (default 200)")
+    parser.add_argument("--count", type=int, default=600, help="raw faces (default 600)")
     parser.add_argument("--size", type=int, default=256, help="prepare output size (default 256)")
     parser.add_argument("--tf-count", type=int, default=64, help="images prepared for the tf.data runs")
     parser.add_argument("--no-readme", action="store_true", help="print only, do not update the README")
