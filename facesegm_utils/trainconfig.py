@@ -262,6 +262,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=d.freeze_encoder_epochs,
         help="keep the pretrained encoder's weights fixed for this many first epochs",
     )
+    _add_fit_arguments(parser, d)
+
+
+def _add_fit_arguments(parser: argparse.ArgumentParser, d: TrainConfig) -> None:
+    """The optimisation, distribution and input options of ``facesegm train`` (defaults from ``d``)."""
     parser.add_argument("--lr", type=float, default=d.lr)
     parser.add_argument("--schedule", choices=SCHEDULES, default=d.schedule)
     parser.add_argument("--mixed-precision", choices=PRECISIONS, default=d.mixed_precision)
