@@ -7,6 +7,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from test_training import prepared  # noqa: F401  (the tiny prepared dataset fixture)
 
 from facesegm_utils import callbacks
 from facesegm_utils.fileio import read_label_map, read_rgb
@@ -14,21 +15,8 @@ from facesegm_utils.losses import CEDiceLoss, SoftDiceLoss, SparseCrossEntropy
 from facesegm_utils.model import build_unet
 
 
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny prepared dataset: 12 synthetic faces at 32x32, split 6/3/3."""
-    from facesegm_utils import prepare, synthetic
-
-    root = tmp_path_factory.mktemp("data")
-    synthetic.write_dataset(root / "raw", count=12, size=64, seed=0)
-    prepare.prepare_dataset(
-        root / "raw", root / "prep", 32, split="ratio", ratios=(0.5, 0.25, 0.25), workers=1
-    )
-    return root / "prep"
-
-
 @pytest.mark.slow
-def test_overfits_four_faces(prepared: Path) -> None:
+def test_overfits_four_faces(prepared: Path) -> None:  # noqa: F811 (the imported fixture)
     names = sorted((prepared / "train" / "images").iterdir())[:4]
     x = np.stack([read_rgb(p) for p in names]).astype("float32")
     y = np.stack([read_label_map(prepared / "train" / "labels" / (p.stem + ".png")) for p in names])
