@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import cv2
@@ -71,6 +72,23 @@ def test_classifier_parameters_and_grace_hopper(state: dict[str, np.ndarray]) ->
     keras.utils.set_random_seed(0)
     random_net = E.efficientnet_lite0(include_top=True, weights=None)
     assert MILITARY_UNIFORM not in np.argsort(-np.asarray(random_net(batch[:1])), axis=-1)[0, :5]
+
+
+#: scikit-image (a test dependency) ships photos inside its wheel; read as files, no skimage import needed
+SKIMAGE_PHOTOS = {"chelsea.png": {281, 282, 283, 284, 285}, "coffee.png": {967}}  # the cats; espresso
+
+
+@pytest.mark.slow
+def test_more_photos_a_dependency_ships() -> None:
+    spec = importlib.util.find_spec("skimage")
+    assert spec is not None, "scikit-image (dev extra) ships the photos this test classifies"
+    folder = Path(spec.submodule_search_locations[0]) / "data"
+    net = E.efficientnet_lite0(include_top=True, weights="imagenet")
+    for name, expected in SKIMAGE_PHOTOS.items():
+        image = cv2.cvtColor(cv2.imread(str(folder / name), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        image = cv2.resize(image, (224, 224), interpolation=cv2.INTER_AREA).astype("float32")
+        top1 = int(np.argmax(np.asarray(net(image[None]))[0]))
+        assert top1 in expected, (name, top1)
 
 
 def test_conversion_runs_once(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
