@@ -47,6 +47,7 @@ from facesegm_utils.recolor import (
     part_probability,
     part_weight,
     recolor,
+    refine_weight,
     valid_parts,
     weight_from_probability,
 )
@@ -519,6 +520,8 @@ def recolor_sequence(
         weight = weight_from_probability(
             state, part, feather=sigma, from_labels=from_labels, labels=m, image=np.asarray(frame)
         )
+        if not from_labels:  # a model's soft mask bleeds past the part: the same rule as part_weight
+            weight = refine_weight(weight, np.asarray(frame))
         yield recolor(frame, weight, rgb, strength, method, saturation=(part == "lips")), weight
 
 
