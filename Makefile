@@ -29,9 +29,10 @@ $(STAMP): pyproject.toml | $(BIN)/python
 # ERROR lines such as the cuInit message on CPU machines), so no module changes global state at import.
 # TensorFlow's C++ lines logged before absl is initialised ignore that level: capture_fd_output=False
 # sends the kernel's C-level stderr to the JupyterLab terminal instead of a pink box in the notebook.
+# MPLBACKEND is the inline backend, as a kernel's default, even where the shell exports another (CI: Agg).
 $(KERNEL): $(STAMP) Makefile
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (facesegm)" \
-		--env TF_CPP_MIN_LOG_LEVEL 3
+		--env TF_CPP_MIN_LOG_LEVEL 3 --env MPLBACKEND module://matplotlib_inline.backend_inline
 	$(BIN)/python -c "import json, sys; k = json.load(open(sys.argv[1])); \
 		k['argv'].append('--IPKernelApp.capture_fd_output=False'); json.dump(k, open(sys.argv[1], 'w'), indent=1)" $(KERNEL)
 

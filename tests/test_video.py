@@ -329,3 +329,19 @@ def test_recolor_cli_video_with_model(tmp_path: Path, face: tuple[np.ndarray, np
     assert rc == 0
     back, fps = read_video(tmp_path / "out.avi")
     assert len(back) == 5 and back[0].shape == image.shape and fps == pytest.approx(8)
+
+
+def test_video_weights_of_probabilities_are_refined_like_still_images(
+    face: tuple[np.ndarray, np.ndarray],
+) -> None:
+    """Model probabilities get the edge-aware refinement in video too (no halo), label maps do not."""
+    image, labels = face
+    rng = np.random.default_rng(0)
+    proba = np.eye(19, dtype=np.float32)[labels]
+    proba = cv2.GaussianBlur(proba, (0, 0), 2.0) + rng.uniform(0, 0.05, proba.shape).astype(np.float32)
+    proba /= proba.sum(axis=2, keepdims=True)
+    ((_, weight),) = recolor_sequence([image], [proba], "hair", "#d4a84b", smooth=0.0, motion=False)
+    np.testing.assert_allclose(weight, part_weight(proba, "hair", image=image), atol=1e-6)
+    assert not np.allclose(weight, part_weight(proba, "hair", image=image, refine=False), atol=1e-3)
+    ((_, from_labels),) = recolor_sequence([image], [labels], "hair", "#d4a84b", smooth=0.0, motion=False)
+    np.testing.assert_allclose(from_labels, part_weight(labels, "hair"), atol=1e-6)
