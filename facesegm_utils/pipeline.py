@@ -248,47 +248,65 @@ def make_dataset(
     items = split_items(prep_dir, split)
     images, labels = [str(it[1]) for it in items], [str(it[2]) for it in items]
     shuffle = training if shuffle is None else shuffle
-    if augment is None or augment is True:
-        cfg = AugmentConfig() if (training or augment is True) else None
-    else:
-        cfg = augment or None
-    weights = None
-    if class_weights is not None:
-        weights = np.asarray(class_weights, np.float32)
-        if weights.shape != (NUM_CLASSES,) or not np.all(np.isfinite(weights)):
-            raise ValueError(f"class_weights must be {NUM_CLASSES} finite floats, got shape {weights.shape}")
-        weights = tf.constant(weights)
-
-    autotune = tf.data.AUTOTUNE
+    weights = _weights_constant(class_weights)
     mode = resolve_cache(cache, images + labels, cache_dir=cache_dir, budget_bytes=cache_budget_bytes)
+    disk_prefix = Path(cache_dir) / f"{split}.tfcache" if mode == "disk" else None  # type: ignore[arg-type]
+    ds = _encoded_records(images, labels, mode, bool(shuffle), seed, disk_prefix)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.map(_decoder(size, image_size), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = _augmented(ds, _augment_config(training, augment), seed)
+    if weights is not None:
+        ds = ds.map(lambda x, y: (x, y, tf.gather(weights, y)), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _augment_config(training: bool, augment: AugmentConfig | bool | None) -> AugmentConfig | None:
+    """The augmentation to apply: the default one for training or ``augment=True``, else as given."""
+    if augment is None or augment is True:
+        return AugmentConfig() if (training or augment is True) else None
+    return augment or None
+
+
+def _weights_constant(class_weights: np.ndarray | None) -> tf.Tensor | None:
+    """``class_weights`` as a constant, after checking it holds one finite float per class."""
+    if class_weights is None:
+        return None
+    weights = np.asarray(class_weights, np.float32)
+    if weights.shape != (NUM_CLASSES,) or not np.all(np.isfinite(weights)):
+        raise ValueError(f"class_weights must be {NUM_CLASSES} finite floats, got shape {weights.shape}")
+    return tf.constant(weights)
+
+
+def _encoded_records(
+    images: list[str], labels: list[str], mode: str, shuffle: bool, seed: int, disk_prefix: Path | None
+) -> tf.data.Dataset:
+    """Encoded (image, label) file bytes, cached as ``mode`` says and shuffled as records or names."""
     ds = tf.data.Dataset.from_tensor_slices((images, labels))
     if shuffle and mode == "none":  # shuffle file names, then read
         ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.map(_read_record, num_parallel_calls=autotune)
-    if mode != "none":
-        prefix = ""
-        if mode == "disk":
-            prefix_path = Path(cache_dir) / f"{split}.tfcache"  # type: ignore[arg-type]
-            _clear_file_cache(prefix_path)
-            prefix = str(prefix_path)
-        ds = ds.cache(prefix)
-        if shuffle:  # shuffle encoded records (the buffer shares the cached byte strings)
-            ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
-    ds = ds.map(_decoder(size, image_size), num_parallel_calls=autotune)
-    if cfg is not None:
-        rand = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-        ds = tf.data.Dataset.zip((ds, rand))
+    ds = ds.map(_read_record, num_parallel_calls=tf.data.AUTOTUNE)
+    if mode == "none":
+        return ds
+    if disk_prefix is not None:
+        _clear_file_cache(disk_prefix)
+    ds = ds.cache(str(disk_prefix) if disk_prefix is not None else "")
+    if shuffle:  # shuffle encoded records (the buffer shares the cached byte strings)
+        ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    return ds
 
-        def _aug(pair: tuple[tf.Tensor, tf.Tensor], r: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-            return augment_pair(pair[0], pair[1], tf.stack([r, tf.constant(seed, tf.int64)]), cfg)
 
-        ds = ds.map(_aug, num_parallel_calls=autotune)
-    if weights is not None:
-        ds = ds.map(lambda x, y: (x, y, tf.gather(weights, y)), num_parallel_calls=autotune)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    return ds.prefetch(autotune)
+def _augmented(ds: tf.data.Dataset, cfg: AugmentConfig | None, seed: int) -> tf.data.Dataset:
+    """``ds`` with paired augmentation drawn from a seeded random stream (unchanged for ``cfg=None``)."""
+    if cfg is None:
+        return ds
+    rand = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+
+    def _aug(pair: tuple[tf.Tensor, tf.Tensor], r: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        return augment_pair(pair[0], pair[1], tf.stack([r, tf.constant(seed, tf.int64)]), cfg)
+
+    return tf.data.Dataset.zip((ds, rand)).map(_aug, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def class_weights(

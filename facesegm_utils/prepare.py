@@ -327,21 +327,58 @@ def prepare_dataset(
     """
     start = time.perf_counter()
     size = int(size)
-    if size < 8:
-        raise ValueError(f"size must be at least 8 pixels, got {size}")
+    raw = _check_request(raw_dir, size, split)
     if split == "ratio":
         ratios = cm.validate_ratios(ratios)
-    elif split != "official":
+    out = Path(out_dir)
+    scan = cm.scan_parts(raw)
+    candidates, skipped = _candidates(raw, scan)
+    splits, unplaced = _split_ids(raw, candidates, split, ratios, seed)
+    skipped.update(unplaced)
+
+    state = {"size": size, "split": split, "ratios": list(ratios) if split == "ratio" else None, "seed": seed}
+    out.mkdir(parents=True, exist_ok=True)
+    _check_state(out, state)
+    split_of = {k: s for s, ks in splits.items() for k in ks}
+    tasks, done = _plan_tasks(raw, out, scan, split_of)
+    n_workers = _resolve_workers(workers)
+    print(
+        f"prepare: {len(candidates)} ids, {len(done)} already done, {len(tasks)} to do, {n_workers} workers"
+    )
+    results = _run_tasks(tasks, size, n_workers)
+    if hasattr(os, "sync"):
+        os.sync()  # the per-id files, written without fsync, reach the disk before the summaries
+    hists, notes = _collect(results, done, out, skipped)
+    written = sorted(set(done) | set(hists))
+    summary = _write_summaries(
+        out, size, split, state, split_of, written, hists, skipped, notes, len(scan.ignored)
+    )
+    summary["seconds"] = round(time.perf_counter() - start, 3)
+    summary["processed_now"] = len(hists)
+    summary["workers"] = n_workers
+    if skipped:
+        print(f"prepare: skipped {len(skipped)} ids (reasons in {out / 'prepare_report.json'})")
+    return summary
+
+
+def _check_request(raw_dir: str | os.PathLike[str], size: int, split: str) -> Path:
+    """The raw folder, after checking the size, the split method and, for ``official``, the mapping file."""
+    if size < 8:
+        raise ValueError(f"size must be at least 8 pixels, got {size}")
+    if split not in ("official", "ratio"):
         raise ValueError(f"unknown split method {split!r}; expected 'official' or 'ratio'")
     raw = cm.resolve_raw_dir(raw_dir)
-    out = Path(out_dir)
     if split == "official" and not (raw / cm.MAPPING_FILE).is_file():
         raise FileNotFoundError(
             f"--split official needs the mapping file {raw / cm.MAPPING_FILE} "
             "(idx orig_idx orig_file); use --split ratio for data without it"
         )
+    return raw
+
+
+def _candidates(raw: Path, scan: Any) -> tuple[list[int], dict[int, str]]:
+    """Ids with both an image and part masks, and the reason each other id is skipped."""
     image_ids = set(cm.list_image_ids(raw))
-    scan = cm.scan_parts(raw)
     if not image_ids and not scan.files:
         raise FacesegmError(
             f"empty dataset at {raw}: expected images {cm.IMAGE_DIR}/{{k}}.jpg and masks in {cm.MASK_DIR}/"
@@ -356,13 +393,11 @@ def prepare_dataset(
         raise FacesegmError(
             f"empty dataset at {raw}: no id has both an image and part masks ({len(skipped)} ids skipped)"
         )
-    splits, unplaced = _split_ids(raw, candidates, split, ratios, seed)
-    skipped.update(unplaced)
+    return candidates, skipped
 
-    state = {"size": size, "split": split, "ratios": list(ratios) if split == "ratio" else None, "seed": seed}
-    out.mkdir(parents=True, exist_ok=True)
-    _check_state(out, state)
-    split_of = {k: s for s, ks in splits.items() for k in ks}
+
+def _plan_tasks(raw: Path, out: Path, scan: Any, split_of: dict[int, str]) -> tuple[list[Task], list[int]]:
+    """One task per id still to prepare, and the ids whose files are already complete (resume)."""
     tasks, done = [], []
     for k in sorted(split_of):
         s = split_of[k]
@@ -371,25 +406,17 @@ def prepare_dataset(
             done.append(k)
             continue
         parts = tuple(sorted((p, str(f)) for p, f in scan.files[k].items()))
-        tasks.append(
-            Task(
-                k,
-                s,
-                str(cm.image_path(raw, k)),
-                parts,
-                str(out_img),
-                str(out_lab),
-                str(out / NOTES_DIR / f"{k}.json"),
-            )
-        )
-    n_workers = _resolve_workers(workers)
-    print(
-        f"prepare: {len(candidates)} ids, {len(done)} already done, {len(tasks)} to do, {n_workers} workers"
-    )
-    results = _run_tasks(tasks, size, n_workers)
-    if hasattr(os, "sync"):
-        os.sync()  # the per-id files, written without fsync, reach the disk before the summaries
+        notes = str(out / NOTES_DIR / f"{k}.json")
+        tasks.append(Task(k, s, str(cm.image_path(raw, k)), parts, str(out_img), str(out_lab), notes))
+    return tasks, done
 
+
+def _collect(
+    results: list[Any], done: list[int], out: Path, skipped: dict[int, str]
+) -> tuple[dict[int, np.ndarray], dict[int, list[str]]]:
+    """Label histograms and notes per id from this run's results and earlier runs' notes files.
+
+    Failed ids are added to ``skipped`` with their error."""
     hists: dict[int, np.ndarray] = {}
     notes: dict[int, list[str]] = {}
     for k, _s, hist, id_notes, err in results:
@@ -403,16 +430,7 @@ def prepare_dataset(
         nf = out / NOTES_DIR / f"{k}.json"
         if nf.is_file():
             notes[k] = json.loads(nf.read_text())
-    written = sorted(set(done) | set(hists))
-    summary = _write_summaries(
-        out, size, split, state, split_of, written, hists, skipped, notes, len(scan.ignored)
-    )
-    summary["seconds"] = round(time.perf_counter() - start, 3)
-    summary["processed_now"] = len(hists)
-    summary["workers"] = n_workers
-    if skipped:
-        print(f"prepare: skipped {len(skipped)} ids (reasons in {out / 'prepare_report.json'})")
-    return summary
+    return hists, notes
 
 
 def _label_hist(path: Path) -> np.ndarray:

@@ -97,3 +97,18 @@ def test_light_modules_do_not_import_tensorflow() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "False"
+
+
+#: the longest function the package may hold (docstring included); longer ones are split into named parts
+MAX_FUNCTION_LINES = 60
+
+
+def test_functions_stay_short() -> None:
+    long = []
+    for path in sorted(PACKAGE.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    long.append(f"{path.name}:{node.lineno} {node.name} ({length} lines)")
+    assert not long, f"functions over {MAX_FUNCTION_LINES} lines: {long}"
