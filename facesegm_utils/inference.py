@@ -40,15 +40,21 @@ class FaceParser:
     ``model`` is a ``.keras`` path (or a run folder holding ``model.keras``) or an already loaded
     Keras model. ``image_size`` is read from the model's input shape; pass it only for a model that
     accepts any size. Non-square photos are stretched to the square input and the probabilities
-    stretched back, as ``facesegm prepare`` did with the training images.
+    stretched back, as ``facesegm prepare`` did with the training images. ``tta="flip"`` also
+    predicts the mirror image and averages (see :mod:`facesegm_utils.prediction`).
     """
 
     def __init__(
-        self, model: str | os.PathLike[str] | Any, batch_size: int = 8, image_size: int | None = None
+        self,
+        model: str | os.PathLike[str] | Any,
+        batch_size: int = 8,
+        image_size: int | None = None,
+        tta: str = "none",
     ):
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.batch_size = batch_size
+        self.tta = prediction.check_tta(tta)
         self.model_path: Path | None = None if hasattr(model, "predict_on_batch") else Path(model)
         self.model = prediction.load(model)
         self.image_size = prediction.input_size(self.model, image_size)
@@ -75,7 +81,7 @@ class FaceParser:
             yield from self._finish(batch, proba)
 
     def _finish(self, batch: list[np.ndarray], proba: bool) -> Iterator[np.ndarray]:
-        for full in prediction.predict_proba(self.model, batch, self.image_size):
+        for full in prediction.predict_proba(self.model, batch, self.image_size, self.tta):
             yield full if proba else np.argmax(full, axis=2).astype(np.uint8)
 
     def predict_batch(
@@ -131,6 +137,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--save-proba", action="store_true", help="also write {stem}_proba.npy (float16 H x W x 19)"
     )
+    prediction.add_tta_argument(parser, prediction.OFFLINE_TTA)
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -140,7 +147,7 @@ def run_cli(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"input not found: {src} (expected an image or a folder of images)")
     if src.is_file() and src.suffix.lower() not in IMAGE_SUFFIXES:
         raise FacesegmError(f"input {src} is not an image: expected one of {', '.join(IMAGE_SUFFIXES)}")
-    parser = FaceParser(args.model, batch_size=args.batch_size)
+    parser = FaceParser(args.model, batch_size=args.batch_size, tta=args.tta)
     out = Path(args.out)
     if src.is_dir():
         written = parser.predict_folder(src, out, save_proba=args.save_proba)
@@ -149,5 +156,6 @@ def run_cli(args: argparse.Namespace) -> int:
         written = [write_image_atomic(out / f"{src.stem}.png", np.argmax(proba, axis=2).astype(np.uint8))]
         if args.save_proba:
             save_proba_file(out / f"{src.stem}_proba.npy", proba)
-    print(f"wrote {len(written)} label map(s) to {out} (model input {parser.image_size}x{parser.image_size})")
+    size = parser.image_size
+    print(f"wrote {len(written)} label map(s) to {out} (model input {size}x{size}, tta {parser.tta})")
     return 0

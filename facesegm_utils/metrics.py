@@ -6,7 +6,8 @@ class that never occurs (in the truth or the prediction) anywhere in the split h
 reported as NaN and left out of the means rather than counted as 0 or 1.
 
 :func:`per_batch_mean_iou` reproduces the other convention, a mean of per-batch mIoUs, so the
-course can show how far apart the two figures can be.
+course can show how far apart the two figures can be. :func:`left_right_confusion` measures the
+share of left/right parts (eyes, brows, ears) predicted as their mirror class.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from facesegm_utils.labels import BACKGROUND, CLASSES, NUM_CLASSES
+from facesegm_utils.labels import BACKGROUND, CLASSES, FLIP_PERMUTATION, NUM_CLASSES
 
 
 def _as_labels(arr: Any, name: str) -> np.ndarray:
@@ -174,8 +175,35 @@ class ConfusionMatrix:
             "ignored_pixels": int(self.ignored),
             "absent_classes": [str(class_names[c]) for c in sorted(absent)],
             "per_class": per_class,
+            "left_right_confusion": left_right_confusion(self.matrix)
+            if self.num_classes == NUM_CLASSES
+            else None,
             "confusion_matrix": self.matrix.tolist(),
         }
+
+
+def left_right_confusion(matrix: Any) -> dict[str, Any]:
+    """The share of left/right pixels predicted as their mirror class (l_eye as r_eye, ...).
+
+    ``rate``: over every true pixel of the classes that have a mirror (:data:`FLIP_PERMUTATION`; the
+    lips are upper/lower, not left/right); ``parts``: the same per part (``eye``, ``brow``, ``ear``).
+    ``None`` where no such pixel is true.
+    """
+    m = np.asarray(matrix, dtype=np.int64)
+    if m.shape != (NUM_CLASSES, NUM_CLASSES):
+        raise ValueError(f"expected a {NUM_CLASSES}x{NUM_CLASSES} confusion matrix, got shape {m.shape}")
+    sided = [c for c in range(NUM_CLASSES) if FLIP_PERMUTATION[c] != c]
+    swapped = {c: int(m[c, FLIP_PERMUTATION[c]]) for c in sided}
+    support = {c: int(m[c].sum()) for c in sided}
+
+    def rate(classes: list[int]) -> float | None:
+        total = sum(support[c] for c in classes)
+        return sum(swapped[c] for c in classes) / total if total else None
+
+    parts: dict[str, list[int]] = {}
+    for c in sided:
+        parts.setdefault(CLASSES[c][2:], []).append(c)
+    return {"rate": rate(sided), "parts": {name: rate(cs) for name, cs in parts.items()}}
 
 
 def top_confusions(

@@ -1,9 +1,10 @@
 """The U-Net: a plain encoder-decoder with skip connections, or a pretrained backbone as encoder.
 
-Backbones: ``efficientnet_lite0`` (ImageNet weights installed with the package, see
-:mod:`facesegm_utils.efficientnet`; works offline) and the Keras Applications ``mobilenetv2`` /
-``efficientnetv2b0`` (ImageNet weights downloaded by Keras on first use). Asking for weights that
-cannot be had raises :class:`FacesegmError`; a model never silently starts from random weights.
+Backbones come from the registry :mod:`facesegm_utils.encoders` (``efficientnet_lite0`` and
+``efficientnet_lite2`` with ImageNet weights installed with packages, working offline; the Keras
+Applications ``mobilenetv2`` / ``efficientnetv2b0``, downloaded by Keras on first use). Asking for
+weights that cannot be had raises :class:`FacesegmError`; a model never silently starts from random
+weights.
 
 Only ``keras.layers`` / ``keras.ops`` are used here (no TensorFlow import), so the same model builds
 under any Keras backend. A model takes raw RGB floats in 0..255 of shape (S, S, 3) and returns
@@ -24,21 +25,10 @@ from typing import Any
 import keras
 import numpy as np
 
-from facesegm_utils import efficientnet
-from facesegm_utils.fileio import FacesegmError
+from facesegm_utils.encoders import ENCODER_WEIGHTS, ENCODERS, backbone
 from facesegm_utils.labels import NUM_CLASSES
 
 UPSAMPLING_MODES: tuple[str, ...] = ("transpose", "bilinear")
-#: encoder name -> (constructor name, preprocessing); "own" = the backbone rescales 0..255 itself.
-#: ``efficientnet_lite0`` is built by :mod:`facesegm_utils.efficientnet`, the others by Keras Applications.
-ENCODERS: dict[str, tuple[str, str]] = {
-    "efficientnet_lite0": ("efficientnet_lite0", "own"),
-    "mobilenetv2": ("MobileNetV2", "minus_one_one"),
-    "efficientnetv2b0": ("EfficientNetV2B0", "own"),
-}
-#: the encoder whose pretrained weights install with the package (no download)
-OFFLINE_ENCODER = "efficientnet_lite0"
-ENCODER_WEIGHTS: tuple[str, ...] = ("imagenet",)
 #: a backbone encoder always downsamples five times (stride 32)
 ENCODER_DEPTH = 5
 
@@ -150,17 +140,19 @@ def build_unet(
     encoder: str | None = None,
     encoder_weights: str | None = None,
     decoder_filters: int | Sequence[int] | None = None,
+    image_skip: bool = True,
     name: str = "unet",
 ) -> keras.Model:
     """Build a U-Net for (image_size, image_size, 3) RGB inputs in 0..255 returning float32 logits.
 
     Plain U-Net (``encoder=None``): ``depth`` encoder levels with ``base_filters * 2**(i-1)`` filters,
     a bottleneck with ``base_filters * 2**depth`` filters (``dropout`` applies there), and ``depth``
-    decoder levels mirroring the encoder. With an ``encoder`` (see :data:`ENCODERS`) a pretrained
+    decoder levels mirroring the encoder. With an ``encoder`` (see :data:`encoders.ENCODERS`) a pretrained
     backbone (``encoder_weights="imagenet"`` or ``None`` for random) replaces the encoder: its features
     at strides 2, 4, 8 and 16 are the skips, stride 32 is the bottleneck, and five decoder levels of
     :func:`decoder_widths` filters bring it back to full resolution, where the image itself is the
-    last skip (sharp part edges). Input scaling is inside the model in every case. Raises
+    last skip (sharp part edges) unless ``image_skip=False`` (then the last level upsamples and
+    convolves without a skip). Input scaling is inside the model in every case. Raises
     ``ValueError`` for bad arguments and :class:`FacesegmError` when ImageNet weights cannot be had.
     """
     _check_args(image_size, depth, upsampling, encoder, num_classes, encoder_weights)
@@ -183,17 +175,16 @@ def build_unet(
             )
     else:
         widths = decoder_widths(base_filters, decoder_filters)
-        features = backbone(encoder, image_size, encoder_weights)
-        _, prep = ENCODERS[encoder]
-        x = inputs
-        if prep == "minus_one_one":
-            x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(x)
-        *skips, x = features(x)
+        *skips, x = backbone(encoder, image_size, encoder_weights)(inputs)
         if dropout > 0:
             x = keras.layers.Dropout(dropout, name="bottleneck_dropout")(x)
-        image_skip = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="dec1_image")(inputs)
+        image = (
+            keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="dec1_image")(inputs)
+            if image_skip
+            else None
+        )
         for level, filters in zip(range(ENCODER_DEPTH, 0, -1), widths, strict=True):
-            skip = skips[level - 2] if level > 1 else image_skip
+            skip = skips[level - 2] if level > 1 else image
             x = decoder_block(x, skip, filters, level, batch_norm=batch_norm, upsampling=upsampling)
     outputs = keras.layers.Conv2D(num_classes, 1, dtype="float32", name="logits")(x)
     return keras.Model(inputs, outputs, name=name)
@@ -203,50 +194,7 @@ def weights_source(encoder: str | None, encoder_weights: str | None) -> str | No
     """Where a model's pretrained encoder weights came from (for ``config.json``); ``None`` = random."""
     if encoder is None or encoder_weights is None:
         return None
-    if encoder == OFFLINE_ENCODER:
-        return efficientnet.WEIGHTS_SOURCE
-    return f"keras.applications.{ENCODERS[encoder][0]} ({encoder_weights})"
-
-
-def _keras_application(encoder: str, image_size: int, weights: str | None) -> keras.Model:
-    ctor_name, _ = ENCODERS[encoder]
-    ctor = getattr(keras.applications, ctor_name)
-    try:
-        return ctor(input_shape=(image_size, image_size, 3), include_top=False, weights=weights)
-    except Exception as exc:  # noqa: BLE001 - any download failure (offline, proxy, SSL) lands here
-        if weights is None:
-            raise
-        raise FacesegmError(
-            f"cannot load the {weights} weights of encoder {encoder!r} ({type(exc).__name__}: {exc}); "
-            f"Keras downloads them on first use. Offline, use --encoder {OFFLINE_ENCODER} "
-            f"--encoder-weights {weights} (weights installed with the package), or put the Keras "
-            f"weight file of {ctor_name} in ~/.keras/models/"
-        ) from exc
-
-
-def backbone(encoder: str, image_size: int, weights: str | None) -> keras.Model:
-    """The encoder as a model returning its features at strides 2, 4, 8, 16 and 32 (inputs 0..255)."""
-    if encoder == OFFLINE_ENCODER:
-        base = efficientnet.efficientnet_lite0(
-            include_top=False, weights=weights, input_shape=(image_size, image_size, 3)
-        )
-        outputs = [base.get_layer(f"block{b}_out").output for b in efficientnet.FEATURE_BLOCKS.values()]
-        return keras.Model(base.input, outputs, name=f"encoder_{encoder}")
-    base = _keras_application(encoder, image_size, weights)
-    chosen: dict[int, Any] = {}
-    for layer in base.layers:
-        shape = layer.output.shape
-        if len(shape) != 4 or shape[1] is None:
-            continue
-        stride = image_size // shape[1] if image_size % shape[1] == 0 else None
-        if stride in (2, 4, 8, 16, 32):
-            chosen[stride] = layer.output  # the LAST layer at each stride wins
-    missing = [s for s in (2, 4, 8, 16, 32) if s not in chosen]
-    if missing:
-        raise ValueError(
-            f"encoder {encoder!r} has no features at strides {missing} for image_size {image_size}"
-        )
-    return keras.Model(base.input, [chosen[s] for s in (2, 4, 8, 16, 32)], name=f"encoder_{encoder}")
+    return ENCODERS[encoder].weights_source
 
 
 # ----------------------------------------------------------------------------------------- helpers
@@ -262,9 +210,6 @@ def encoder_features(model: keras.Model, images: np.ndarray) -> list[np.ndarray]
             raise ValueError(f"model {model.name!r} has no pretrained encoder (build it with encoder=...)")
         encoder = found[0]
     x = np.asarray(images, dtype="float32")
-    prep = [layer for layer in model.layers if layer.name == "rescale"]
-    if prep and encoder is not model:  # a Keras Applications encoder takes its input rescaled
-        x = keras.ops.convert_to_numpy(prep[0](x))
     return [keras.ops.convert_to_numpy(f) for f in encoder(x, training=False)]
 
 

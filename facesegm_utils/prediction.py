@@ -9,10 +9,16 @@ The recipe: each image is resized to the model's (square) input size (area avera
 shrinking, bilinear when enlarging, as ``facesegm prepare`` resized the training images), the
 logits are turned into probabilities, and the PROBABILITIES are resized back to the image's own
 size (bilinear when enlarging). The arg-max of those probabilities is the label map.
+
+Test-time augmentation (``tta="flip"``): the mirror image of each input goes through the model in
+the same call; its probabilities are mirrored back, their left/right classes swapped
+(:data:`~facesegm_utils.labels.FLIP_PERMUTATION`) and averaged with the image's own. It costs one
+more forward pass per image.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,9 +28,13 @@ import cv2
 import numpy as np
 
 from facesegm_utils.fileio import FacesegmError
-from facesegm_utils.labels import NUM_CLASSES
+from facesegm_utils.labels import FLIP_PERMUTATION, NUM_CLASSES
 
 COLOR_ORDERS: tuple[str, ...] = ("rgb", "bgr")
+#: test-time augmentation: ``none``, or ``flip`` (average with the mirror image, left/right swapped)
+TTA_MODES: tuple[str, ...] = ("none", "flip")
+#: the default of ``facesegm predict`` / ``evaluate`` (live paths, video and widgets, use ``none``)
+OFFLINE_TTA = "none"
 
 
 def to_rgb(image: np.ndarray, color_order: str = "rgb") -> np.ndarray:
@@ -136,29 +146,59 @@ def input_size(model: Any, image_size: int | None = None) -> int:
     return int(image_size)
 
 
+def check_tta(tta: str) -> str:
+    """``tta`` if it is one of :data:`TTA_MODES`, else ``ValueError`` naming them."""
+    if tta not in TTA_MODES:
+        raise ValueError(f"tta must be one of {', '.join(TTA_MODES)}; got {tta!r}")
+    return tta
+
+
+def add_tta_argument(parser: argparse.ArgumentParser, default: str = OFFLINE_TTA) -> None:
+    """``--tta none|flip``, the one definition every subcommand uses."""
+    parser.add_argument(
+        "--tta",
+        choices=TTA_MODES,
+        default=default,
+        help=f"test-time augmentation: flip also predicts the mirror image and averages (default {default})",
+    )
+
+
+def unflip_proba(proba: np.ndarray) -> np.ndarray:
+    """Probabilities (..., H, W, C) predicted for mirror images, brought back to the originals:
+    mirrored along W, each class taking the probability of its mirror class (l_eye <- r_eye, ...)."""
+    return proba[..., ::-1, :][..., FLIP_PERMUTATION]
+
+
 def predict_proba(
-    model: Any, images: Sequence[np.ndarray], image_size: int | None = None
+    model: Any, images: Sequence[np.ndarray], image_size: int | None = None, tta: str = "none"
 ) -> list[np.ndarray]:
     """Class probabilities (H, W, 19) float32 for each image at its own size, in one model call.
 
     ``images`` are RGB float/uint8 in 0..255 (see :func:`to_rgb`), of any sizes; ``model`` a loaded
-    Keras model (see :func:`load`). Each pixel's probabilities sum to 1.
+    Keras model (see :func:`load`). Each pixel's probabilities sum to 1. ``tta="flip"`` averages
+    them with those of the mirror image (see the module's docstring).
     """
+    check_tta(tta)
     if not len(images):
         return []
     s = input_size(model, image_size)
     x = np.stack([resize_image(np.asarray(im, dtype=np.float32), s) for im in images])
+    if tta == "flip":
+        x = np.concatenate([x, x[:, :, ::-1]])
     logits = np.asarray(model.predict_on_batch(x), dtype=np.float32)
-    if logits.shape != (len(images), s, s, NUM_CLASSES):
+    if logits.shape != (len(x), s, s, NUM_CLASSES):
         raise FacesegmError(
             f"model returned logits of shape {logits.shape}, expected (B, {s}, {s}, {NUM_CLASSES})"
         )
     small = softmax(logits)
+    if tta == "flip":
+        n = len(images)
+        small = 0.5 * (small[:n] + unflip_proba(small[n:]))
     return [resize_proba(p, im.shape[:2]) for im, p in zip(images, small, strict=True)]
 
 
 def predict_labels(
-    model: Any, images: Sequence[np.ndarray], image_size: int | None = None
+    model: Any, images: Sequence[np.ndarray], image_size: int | None = None, tta: str = "none"
 ) -> list[np.ndarray]:
     """Label maps (H, W) uint8 at each image's own size: the arg-max of :func:`predict_proba`."""
-    return [np.argmax(p, axis=2).astype(np.uint8) for p in predict_proba(model, images, image_size)]
+    return [np.argmax(p, axis=2).astype(np.uint8) for p in predict_proba(model, images, image_size, tta)]

@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from facesegm_utils.celebamask import SPLITS
 from facesegm_utils.fileio import FacesegmError, read_rgb
 from facesegm_utils.labels import colorize
+from facesegm_utils.prediction import add_tta_argument
 from facesegm_utils.viz import plot_confusion_matrix, plot_images, plot_overlay, save_png
 
 VIEWS: tuple[str, ...] = ("mask", "overlay", "confusion_matrix", "hair_color", "lip_color")
@@ -45,19 +46,20 @@ def render(
     color: str | None = None,
     strength: float = 0.8,
     batch_size: int = 8,
+    tta: str = "none",
 ) -> Figure:
     """Build the figure of one view (see the module docstring for what each view needs)."""
     if view not in VIEWS:
         raise ValueError(f"unknown view {view!r}; expected one of {', '.join(VIEWS)}")
     if view == "confusion_matrix":
-        return _confusion_figure(model, data, split, report, batch_size)
+        return _confusion_figure(model, data, split, report, batch_size, tta)
     rgb = read_rgb(_need(image, "--image PATH", view))
     model = _need(model, "--model M.keras", view)
     name = Path(str(image)).name
     from facesegm_utils.inference import FaceParser
 
     if view in ("mask", "overlay"):
-        labels = FaceParser(model).predict_labels(rgb)
+        labels = FaceParser(model, tta=tta).predict_labels(rgb)
         if view == "overlay":
             return plot_overlay(rgb, labels, title=name)
         return plot_images([rgb, colorize(labels)], [name, "predicted mask"])
@@ -67,13 +69,15 @@ def render(
     target = parse_color(color if color is not None else default)  # a bad colour fails before the model loads
     if not 0.0 <= float(strength) <= 1.0:
         raise ValueError(f"strength must be in [0, 1], got {strength}")
-    recoloured = recolor_part(rgb, FaceParser(model).predict_proba(rgb), part, target, strength=strength)
+    recoloured = recolor_part(
+        rgb, FaceParser(model, tta=tta).predict_proba(rgb), part, target, strength=strength
+    )
     hex_color = "#" + "".join(f"{c:02x}" for c in target)
     return plot_images([rgb, recoloured], [name, f"{part} -> {hex_color}, strength {strength:g}"])
 
 
 def _confusion_figure(
-    model: Any, data: Any, split: str, report: str | os.PathLike[str] | None, batch_size: int
+    model: Any, data: Any, split: str, report: str | os.PathLike[str] | None, batch_size: int, tta: str
 ) -> Figure:
     if report is not None:
         path = Path(report)
@@ -93,7 +97,7 @@ def _confusion_figure(
 
         _need(model, "--model M.keras (or --report REPORT.json)", "confusion_matrix")
         _need(data, "--data PREPARED (or --report REPORT.json)", "confusion_matrix")
-        rep = evaluate_model(model, data, split, batch_size=batch_size)
+        rep = evaluate_model(model, data, split, batch_size=batch_size, tta=tta)
         matrix = rep["confusion_matrix"]
     miou = rep.get("mean_iou")
     title = f"{rep.get('split', split)} split, rows normalised" + (
@@ -125,6 +129,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--color", default=None, help="target colour, e.g. '#8b3a1a' (hair_color, lip_color)")
     parser.add_argument("--strength", type=float, default=0.8, help="recolour strength 0..1 (default 0.8)")
     parser.add_argument("--out", required=True, help="output PNG")
+    add_tta_argument(parser)
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -139,6 +144,7 @@ def run_cli(args: argparse.Namespace) -> int:
         report=args.report,
         color=args.color,
         strength=args.strength,
+        tta=args.tta,
     )
     print(f"wrote {path}")
     return 0

@@ -40,18 +40,19 @@ class TrainConfig:
     epochs: int = 30
     batch_size: int = 8
     loss: str = "ce+dice"
-    class_weights: str = "median_frequency"
+    class_weights: str = "none"
     base_filters: int = 32
     depth: int = 4
     dropout: float = 0.0
-    upsampling: str = "transpose"
+    upsampling: str = "bilinear"
     encoder: str | None = "efficientnet_lite0"
     encoder_weights: str | None = "imagenet"
     decoder_filters: int | None = 16
-    encoder_lr_scale: float = 0.333
+    image_skip: bool = True
+    encoder_lr_scale: float = 1.0
     freeze_encoder_epochs: int = 0
-    warmup_epochs: int = 1
-    lr: float = 3e-3
+    warmup_epochs: int = 0
+    lr: float = 1e-3
     schedule: str = "cosine"
     mixed_precision: str = "auto"
     strategy: str = "auto"
@@ -243,6 +244,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=d.decoder_filters,
         help="width d of a pretrained encoder's decoder: 8d, 4d, 3d, 2d, d filters at strides 16..1 "
         "(default: 16, 8, 4, 2, 1 x --base-filters)",
+    )
+    parser.add_argument(
+        "--no-image-skip",
+        dest="image_skip",
+        action="store_false",
+        help="pretrained encoder: no full-resolution image skip; the last stage upsamples to full "
+        "resolution and convolves without it (the decoder of the careful script)",
     )
     parser.add_argument(
         "--encoder-lr-scale",

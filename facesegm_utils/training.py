@@ -406,6 +406,7 @@ def _fit(
         "encoder",
         "encoder_weights",
         "decoder_filters",
+        "image_skip",
     )
     build_kwargs = {
         "image_size": image_size,

@@ -23,6 +23,7 @@ ORDER = [
     "pipeline",
     "torchckpt",
     "efficientnet",
+    "encoders",
     "model",
     "losses",
     "optim",

@@ -18,7 +18,7 @@ import nbformat
 import pytest
 from test_notebooks import figures_not_shown
 
-from facesegm_utils import cli, course, model, synthetic
+from facesegm_utils import cli, course, encoders, synthetic
 
 FACES = 24
 
@@ -29,8 +29,8 @@ def fitting_overrides(profile: dict) -> dict[str, object]:
     # every training run of notebook 04 (main, loss comparison, side by side): 1 epoch of 1 step
     overrides: dict[str, object] = {k: 1 for k in nb04 if k.split("_")[-1] in ("EPOCHS", "STEPS")}
     overrides["COMPARE_LOSSES"] = nb04["COMPARE_LOSSES"][-1:]  # one short run instead of one per loss
-    offline = getattr(model, "OFFLINE_ENCODER", None)  # the encoder whose weights ship with the package
-    if nb04.get("ENCODER_WEIGHTS") is not None and nb04.get("ENCODER") != offline:
+    encoder = encoders.ENCODERS.get(nb04.get("ENCODER"))  # offline: its weights ship with a package
+    if nb04.get("ENCODER_WEIGHTS") is not None and not (encoder and encoder.offline):
         overrides["ENCODER_WEIGHTS"] = None  # a Keras Applications download: none in CI
     return overrides
 

@@ -7,10 +7,11 @@ import math
 import numpy as np
 import pytest
 
-from facesegm_utils.labels import CLASSES, NUM_CLASSES
+from facesegm_utils.labels import CLASSES, NUM_CLASSES, class_id
 from facesegm_utils.metrics import (
     ConfusionMatrix,
     image_scores,
+    left_right_confusion,
     matrix_mean_iou,
     per_batch_mean_iou,
     per_batch_mean_iou_from_matrices,
@@ -176,3 +177,20 @@ def test_report_is_json_ready() -> None:
     assert rep["per_class"]["hair"] == {"iou": None, "f1": None, "support": 0, "absent": True}
     assert len(rep["absent_classes"]) == NUM_CLASSES - 2
     assert np.array(rep["confusion_matrix"]).shape == (NUM_CLASSES, NUM_CLASSES)
+
+
+def test_left_right_confusion_hand_computed() -> None:
+    m = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
+    le, re, lb, rb, skin = (class_id(n) for n in ("l_eye", "r_eye", "l_brow", "r_brow", "skin"))
+    m[le, le], m[le, re], m[le, skin] = 6, 2, 2  # 2 of 10 left-eye pixels called right eye
+    m[re, re] = 10
+    m[lb, rb], m[lb, lb] = 3, 1  # 3 of 4 left-brow pixels called right brow
+    m[class_id("u_lip"), class_id("l_lip")] = 50  # upper/lower lip: not a left/right pair
+    out = left_right_confusion(m)
+    assert out["rate"] == pytest.approx(5 / 24)
+    assert out["parts"] == {"eye": pytest.approx(0.1), "brow": pytest.approx(0.75), "ear": None}
+    assert left_right_confusion(np.zeros((NUM_CLASSES, NUM_CLASSES)))["rate"] is None
+    report = ConfusionMatrix().update(np.array([[le, re]]), np.array([[re, re]])).report()
+    assert report["left_right_confusion"]["rate"] == 0.5
+    with pytest.raises(ValueError, match="19x19"):
+        left_right_confusion(np.zeros((3, 3)))

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from facesegm_utils import cli, efficientnet, prepare, synthetic
+from facesegm_utils import cli, encoders, prepare, synthetic
 from facesegm_utils import model as M
 from facesegm_utils.fileio import FacesegmError
 from facesegm_utils.torchckpt import load_legacy_checkpoint
@@ -117,10 +117,10 @@ def test_pretrained_encoder_builds_offline_and_round_trips(offline: Path) -> Non
     assert net.output_shape == (None, 64, 64, 19)
     enc = net.get_layer("encoder_efficientnet_lite0")
     assert [tuple(o.shape[1:3]) for o in enc.outputs] == [(32, 32), (16, 16), (8, 8), (4, 4), (2, 2)]
-    state = load_legacy_checkpoint(efficientnet.checkpoint_path())
+    state = load_legacy_checkpoint(encoders.LITE0.path())
     stem = np.transpose(state["_conv_stem.weight"], (2, 3, 1, 0))
     np.testing.assert_array_equal(enc.get_layer("stem_conv").get_weights()[0], stem)
-    assert M.weights_source("efficientnet_lite0", "imagenet") == efficientnet.WEIGHTS_SOURCE
+    assert M.weights_source("efficientnet_lite0", "imagenet") == encoders.LITE0.source
     assert M.weights_source("efficientnet_lite0", None) is None
     x = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype("float32")
     path = offline / "pretrained.keras"

@@ -68,7 +68,7 @@ def test_config_round_trip() -> None:
 def test_training_with_a_frozen_pretrained_encoder(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     import json
 
-    from facesegm_utils import efficientnet, prepare, synthetic, training
+    from facesegm_utils import encoders, prepare, synthetic, training
     from facesegm_utils.callbacks import load_model
     from facesegm_utils.trainconfig import TrainConfig
 
@@ -90,12 +90,10 @@ def test_training_with_a_frozen_pretrained_encoder(tmp_path, monkeypatch: pytest
     )
     result = training.train(cfg)
     record = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert record["encoder_weights_loaded"] == efficientnet.WEIGHTS_SOURCE
+    assert record["encoder_weights_loaded"] == encoders.LITE0.source
     model = load_model(result["model_path"])
     encoder = model.get_layer("encoder_efficientnet_lite0")
-    pretrained = efficientnet.efficientnet_lite0(
-        include_top=False, weights="imagenet", input_shape=(32, 32, 3)
-    )
+    pretrained = encoders.ENCODERS["efficientnet_lite0"].build(32, True, False)
     for name in ("stem_conv", "block15_project_conv"):  # frozen all along: exactly the ImageNet kernels
         np.testing.assert_array_equal(
             encoder.get_layer(name).get_weights()[0], pretrained.get_layer(name).get_weights()[0]

@@ -11,7 +11,7 @@ import pytest
 
 from facesegm_utils import cli, prediction
 from facesegm_utils.fileio import FacesegmError
-from facesegm_utils.labels import NUM_CLASSES
+from facesegm_utils.labels import FLIP_PERMUTATION, NUM_CLASSES, class_id
 from facesegm_utils.model import build_unet
 
 
@@ -106,3 +106,48 @@ def test_evaluate_model_equals_predict_then_evaluate_pred_dir(tmp_path: Path) ->
     )
     assert abs(by_model["mean_iou"] - by_preds["mean_iou"]) <= 1e-9
     assert by_model["confusion_matrix"] == by_preds["confusion_matrix"]
+
+
+class _LeftHalfIsLeftEye:
+    """A stand-in model: whatever the image, l_eye (logit 30) on the left half, background elsewhere."""
+
+    input_shape = (None, 8, 8, 3)
+    output_shape = (None, 8, 8, NUM_CLASSES)
+
+    def __init__(self) -> None:
+        self.batches: list[np.ndarray] = []
+
+    def predict_on_batch(self, x: np.ndarray) -> np.ndarray:
+        self.batches.append(np.array(x))
+        logits = np.zeros((len(x), 8, 8, NUM_CLASSES), np.float32)
+        logits[:, :, :4, class_id("l_eye")] = 30.0
+        logits[:, :, 4:, class_id("background")] = 30.0
+        return logits
+
+
+def test_flip_tta_averages_the_mirror_with_left_and_right_swapped() -> None:
+    fake = _LeftHalfIsLeftEye()
+    image = np.random.default_rng(0).integers(0, 256, (8, 8, 3)).astype(np.float32)
+    (plain,) = prediction.predict_proba(fake, [image])
+    (tta,) = prediction.predict_proba(fake, [image], tta="flip")
+    assert len(fake.batches[0]) == 1 and len(fake.batches[1]) == 2  # one call, the mirror appended
+    np.testing.assert_array_equal(fake.batches[1][1], image[:, ::-1])
+    np.testing.assert_allclose(plain[:, :4, class_id("l_eye")], 1.0, atol=1e-6)
+    # the mirror's left-half l_eye lands on the right half and becomes r_eye: half of each
+    np.testing.assert_allclose(tta[:, :4, class_id("l_eye")], 0.5, atol=1e-6)
+    np.testing.assert_allclose(tta[:, :4, class_id("background")], 0.5, atol=1e-6)
+    np.testing.assert_allclose(tta[:, 4:, class_id("r_eye")], 0.5, atol=1e-6)
+    np.testing.assert_allclose(tta[:, 4:, class_id("background")], 0.5, atol=1e-6)
+    np.testing.assert_allclose(tta.sum(axis=-1), 1.0, atol=1e-6)
+    with pytest.raises(ValueError, match="tta must be one of none, flip"):
+        prediction.predict_proba(fake, [image], tta="rotate")
+
+
+def test_flip_tta_on_a_mirror_symmetric_image(net: keras.Model) -> None:
+    """On a symmetric image the mirror is the image itself: TTA = mean of the map and its mirror, swapped."""
+    half = np.random.default_rng(1).integers(0, 256, (16, 8, 3)).astype(np.float32)
+    image = np.concatenate([half, half[:, ::-1]], axis=1)
+    (a,) = prediction.predict_proba(net, [image])
+    (b,) = prediction.predict_proba(net, [image], tta="flip")
+    np.testing.assert_allclose(b, 0.5 * (a + a[:, ::-1][..., FLIP_PERMUTATION]), atol=1e-5)
+    assert not np.allclose(a, b, atol=1e-3)  # the untrained net is not mirror-symmetric itself
