@@ -15,10 +15,12 @@ where a GPU exists (``mixed_float16``); the CPU's ``mixed_bfloat16`` can be aske
 ``--models`` compares architectures side by side instead (float32): the plain U-Net at the course's
 widths (``unet8``, ``unet16``, ``unet32``) against the pretrained ``efficientnet_lite0`` encoder with
 the training defaults' light decoder; each model's training rate is also given as a ratio to
-``unet16``'s at the same size::
+``--baseline``'s (default ``unet16``) at the same size::
 
     python benchmarks/bench_train.py --models unet8 unet16 unet32 efficientnet_lite0 --sizes 256 512 \
         --section bench_train_encoder
+    python benchmarks/bench_train.py --quick --sizes 256 512 --baseline efficientnet_lite0 \
+        --models efficientnet_lite0 efficientnet_lite2 --section bench_train_lite2
 """
 
 from __future__ import annotations
@@ -51,6 +53,11 @@ MODELS: dict[str, dict[str, object]] = {
     # the weights do not change the timing; random ones avoid touching the user's weight cache
     "efficientnet_lite0": {
         "encoder": "efficientnet_lite0",
+        "encoder_weights": None,
+        "decoder_filters": 16,
+    },
+    "efficientnet_lite2": {
+        "encoder": "efficientnet_lite2",
         "encoder_weights": None,
         "decoder_filters": 16,
     },
@@ -154,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--models", nargs="*", choices=tuple(MODELS), default=["default"], help="architectures to compare"
     )
+    parser.add_argument(
+        "--baseline", default="unet16", choices=tuple(MODELS), help="--models: the model ratios refer to"
+    )
     parser.add_argument("--out-json", default=None)
     parser.add_argument(
         "--section", default="bench_train", help="README section to write (default bench_train)"
@@ -255,29 +265,34 @@ def _write_models(
     backend: str,
     argv: list[str] | None,
 ) -> int:
-    """The --models comparison: one row per model and size, training rate as a ratio to unet16."""
-    base = {r["size"]: r for r in rows if r["model"] == "unet16" and r["precision"] == "float32"}
+    """The --models comparison: one row per model and size, training rate as a ratio to the baseline's
+    (its first run at that size)."""
+    base: dict[int, dict] = {}
+    for r in rows:
+        if r["model"] == args.baseline and r["precision"] == "float32":
+            base.setdefault(r["size"], r)
     for r in rows:
         b = base.get(r["size"])
-        r["train_ratio_to_unet16"] = r["train_images_per_s"] / b["train_images_per_s"] if b else None
+        r["train_ratio_to_baseline"] = r["train_images_per_s"] / b["train_images_per_s"] if b else None
     command = "python benchmarks/bench_train.py " + " ".join(sys.argv[1:] if argv is None else argv)
     if args.out_json:
         Path(args.out_json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out_json).write_text(json.dumps({"command": command, "rows": rows}, indent=2) + "\n")
     lines = [
-        "## bench_train: the pretrained EfficientNet-Lite0 U-Net next to the plain U-Net",
+        f"## bench_train: {', '.join(dict.fromkeys(args.models))} side by side",
         "",
         f"- machine: {machine()}; device: **{device}**; Keras {keras.__version__}, backend **{backend}**",
         f"- date: {today()}; training batch {batch}, {steps} timed steps after {warmup} warm-up steps (median)",
         f"- command: `{command}`",
-        "- models: `unetN` = plain U-Net, base N, depth 4; `efficientnet_lite0` = the training defaults' "
-        "encoder with the light decoder (16: 128, 64, 48, 32, 16 filters)",
+        "- models: `unetN` = plain U-Net, base N, depth 4; `efficientnet_liteN` = that pretrained encoder "
+        "with the training defaults' light decoder (16: 128, 64, 48, 32, 16 filters)",
         "",
-        "| model | size | params | GFLOPs/image | train images/s | vs unet16 | infer ms/image (b=1) | (b=8) |",
+        f"| model | size | params | GFLOPs/image | train images/s | vs {args.baseline} "
+        "| infer ms/image (b=1) | (b=8) |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        ratio = f"{r['train_ratio_to_unet16']:.2f}x" if r["train_ratio_to_unet16"] else "-"
+        ratio = f"{r['train_ratio_to_baseline']:.2f}x" if r["train_ratio_to_baseline"] else "-"
         lines.append(
             f"| {r['model']} | {r['size']} | {r['params']:,} | {r['gflops_per_image']:.2f} "
             f"| {r['train_images_per_s']:.2f} | {ratio} | {r['infer_ms_per_image_b1']:.1f} "

