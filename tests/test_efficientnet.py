@@ -137,14 +137,6 @@ def test_conversion_runs_once(cache: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert E.converted_weights_file(LITE0) == first
 
 
-def test_features_without_top() -> None:
-    net = ENCODERS["efficientnet_lite0"].build(64, True, False)
-    assert net.output_shape == (None, 2, 2, 1280)
-    for stride, block in E.FEATURE_BLOCKS.items():
-        assert net.get_layer(f"block{block}_out").output.shape[1] == 64 // stride
-    assert len(E.block_specs()) == 16
-
-
 def test_a_changed_checkpoint_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FACESEGM_CACHE", str(tmp_path / "empty"))
     wrong = dataclasses.replace(LITE0, sha256="0" * 64)
