@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import socket
 from pathlib import Path
 
 import pytest
@@ -28,3 +30,20 @@ def quick_course(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
     out = tmp_path_factory.mktemp("course")
     return course.run_course("quick", None, out)
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Every socket connection refused; empty private caches (ours and Keras's)."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OSError("network disabled in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setenv("FACESEGM_CACHE", str(tmp_path / "cache"))
+    from keras.src.utils import file_utils
+
+    get_file = functools.partial(file_utils.get_file, cache_dir=str(tmp_path / "keras"))
+    monkeypatch.setattr(file_utils, "get_file", get_file)
+    return tmp_path

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-import socket
 from pathlib import Path
 
 import keras
@@ -17,23 +15,6 @@ from facesegm_utils.model import build_unet, weights_source
 from facesegm_utils.torchckpt import load_legacy_checkpoint
 
 SIZE = 64
-
-
-@pytest.fixture
-def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """Every socket connection refused; empty private caches (ours and Keras's)."""
-
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise OSError("network disabled in this test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setenv("FACESEGM_CACHE", str(tmp_path / "cache"))
-    from keras.src.utils import file_utils
-
-    get_file = functools.partial(file_utils.get_file, cache_dir=str(tmp_path / "keras"))
-    monkeypatch.setattr(file_utils, "get_file", get_file)
-    return tmp_path
 
 
 @pytest.mark.slow

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import keras
@@ -96,19 +95,6 @@ def test_receptive_field_analytic_matches_gradient() -> None:
     grad = M.gradient_receptive_field(net, samples=8)
     assert grad.shape == (64, 64)
     assert M.field_extent(grad) == analytic["output"]
-
-
-@pytest.fixture
-def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """No network (every socket connection refused) and an empty private weights cache."""
-
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise OSError("network disabled in this test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setenv("FACESEGM_CACHE", str(tmp_path / "cache"))
-    return tmp_path
 
 
 def test_random_encoder_weights_differ_from_imagenet() -> None:
