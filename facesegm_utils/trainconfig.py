@@ -247,20 +247,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"imagenet or none (random); efficientnet_lite0's install with the package, the Keras "
         f"Applications encoders' download once (default {d.encoder_weights})",
     )
-    parser.add_argument(
-        "--decoder-filters",
-        type=_none_or_int,
-        default=d.decoder_filters,
-        help="width d of a pretrained encoder's decoder: 8d, 4d, 3d, 2d, d filters at strides 16..1 "
-        "(default: 16, 8, 4, 2, 1 x --base-filters)",
-    )
-    parser.add_argument(
-        "--no-image-skip",
-        dest="image_skip",
-        action="store_false",
-        help="pretrained encoder: no full-resolution image skip; the last stage upsamples to full "
-        "resolution and convolves without it (the decoder of the careful script)",
-    )
+    _add_decoder_arguments(parser, d)
     parser.add_argument(
         "--encoder-lr-scale",
         type=float,
@@ -280,6 +267,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="keep the pretrained encoder's weights fixed for this many first epochs",
     )
     _add_fit_arguments(parser, d)
+
+
+def _add_decoder_arguments(parser: argparse.ArgumentParser, d: TrainConfig) -> None:
+    """The decoder options of a pretrained-encoder U-Net (defaults from ``d``)."""
+    parser.add_argument(
+        "--decoder-filters",
+        type=_none_or_int,
+        default=d.decoder_filters,
+        help="width d of a pretrained encoder's decoder: 8d, 4d, 3d, 2d, d filters at strides 16..1 "
+        "(default: 16, 8, 4, 2, 1 x --base-filters)",
+    )
+    parser.add_argument(
+        "--no-image-skip",
+        dest="image_skip",
+        action="store_false",
+        help="pretrained encoder: no full-resolution image skip; the last stage upsamples to full "
+        "resolution and convolves without it (the decoder of the careful script)",
+    )
 
 
 def _add_fit_arguments(parser: argparse.ArgumentParser, d: TrainConfig) -> None:
