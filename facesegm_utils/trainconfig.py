@@ -42,6 +42,7 @@ class TrainConfig:
     batch_size: int = 8
     loss: str = "ce+dice"
     class_weights: str = "none"
+    class_weight_cap: float = 10.0
     base_filters: int = 32
     depth: int = 4
     dropout: float = 0.0
@@ -115,6 +116,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "base_filters", "depth", "patience"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be a positive integer; got {getattr(self, name)}")
+        if not (self.class_weight_cap > 1 and math.isfinite(self.class_weight_cap)):
+            raise ValueError(f"class_weight_cap must be a number above 1; got {self.class_weight_cap}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a positive number; got {self.lr}")
         if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
@@ -215,7 +218,6 @@ def _none_or_int(text: str) -> int | None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``facesegm train``."""
-    from facesegm_utils.losses import LOSS_NAMES
     from facesegm_utils.model import ENCODER_WEIGHTS, ENCODERS, UPSAMPLING_MODES
 
     d = TrainConfig(data="", out="")
@@ -226,8 +228,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-size", type=int, default=None, help="default: the prepared dataset's size")
     parser.add_argument("--epochs", type=int, default=d.epochs)
     parser.add_argument("--batch-size", type=int, default=d.batch_size, help="per replica")
-    parser.add_argument("--loss", choices=LOSS_NAMES, default=d.loss)
-    parser.add_argument("--class-weights", choices=CLASS_WEIGHT_METHODS, default=d.class_weights)
+    _add_loss_arguments(parser, d)
     parser.add_argument("--base-filters", type=int, default=d.base_filters)
     parser.add_argument("--depth", type=int, default=d.depth)
     parser.add_argument("--dropout", type=float, default=d.dropout)
@@ -267,6 +268,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="keep the pretrained encoder's weights fixed for this many first epochs",
     )
     _add_fit_arguments(parser, d)
+
+
+def _add_loss_arguments(parser: argparse.ArgumentParser, d: TrainConfig) -> None:
+    """The loss and its class weights (defaults from ``d``)."""
+    from facesegm_utils.losses import LOSS_NAMES
+
+    parser.add_argument("--loss", choices=LOSS_NAMES, default=d.loss)
+    parser.add_argument("--class-weights", choices=CLASS_WEIGHT_METHODS, default=d.class_weights)
+    parser.add_argument(
+        "--class-weight-cap",
+        type=float,
+        default=d.class_weight_cap,
+        help="with --class-weights: the largest weight (pixel-weighted mean 1); e.g. 2 keeps rare parts "
+        "in view at a smaller cost to the big classes (default 10)",
+    )
 
 
 def _add_decoder_arguments(parser: argparse.ArgumentParser, d: TrainConfig) -> None:

@@ -50,6 +50,9 @@ def test_encoder_options_parse_validate_and_reproduce() -> None:
         0.5,
     )
     assert parser.parse_args(argv).image_skip is True
+    assert parser.parse_args([*argv, "--class-weight-cap", "2"]).class_weight_cap == 2.0
+    with pytest.raises(ValueError, match="class_weight_cap must be a number above 1"):
+        TrainConfig(data="d", out="o", class_weight_cap=1.0).validate()
     assert parser.parse_args([*argv, "--no-image-skip"]).image_skip is False
     assert "--no-image-skip" in command_line(TrainConfig(data="d", out="o", image_skip=False))
     assert "--encoder efficientnet_lite2" in command_line(
