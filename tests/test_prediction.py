@@ -106,6 +106,38 @@ def test_evaluate_model_equals_predict_then_evaluate_pred_dir(tmp_path: Path) ->
     )
     assert abs(by_model["mean_iou"] - by_preds["mean_iou"]) <= 1e-9
     assert by_model["confusion_matrix"] == by_preds["confusion_matrix"]
+    # with --tta flip on both commands: again one score, and the report says which setting made it
+    flip = ["--tta", "flip"]
+    assert (
+        cli.main(
+            ["evaluate", "--model", str(model), "--data", str(prep), "--out", str(tmp_path / "f.json"), *flip]
+        )
+        == 0
+    )
+    assert (
+        cli.main(
+            ["predict", "--model", str(model), "--input", str(images), "--out", str(tmp_path / "fp"), *flip]
+        )
+        == 0
+    )
+    assert (
+        cli.main(
+            [
+                "evaluate",
+                "--pred-dir",
+                str(tmp_path / "fp"),
+                "--data",
+                str(prep),
+                "--out",
+                str(tmp_path / "q.json"),
+            ]
+        )
+        == 0
+    )
+    by_flip = json.loads((tmp_path / "f.json").read_text())
+    assert by_flip["source"]["tta"] == "flip" and by_model["source"]["tta"] == prediction.OFFLINE_TTA
+    assert by_flip["confusion_matrix"] == json.loads((tmp_path / "q.json").read_text())["confusion_matrix"]
+    assert "Test-time augmentation: flip" in (tmp_path / "f.md").read_text()
 
 
 class _LeftHalfIsLeftEye:
