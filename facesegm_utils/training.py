@@ -396,7 +396,9 @@ def _fit(
     plan = _plan(cfg, n_train, strategy)
     # pipeline.class_weights is the one class-weight function (it checks the frequencies it reads)
     class_weights = (
-        None if cfg.class_weights == "none" else pipeline.class_weights(info, cfg.class_weights, cfg.class_weight_cap).tolist()
+        None
+        if cfg.class_weights == "none"
+        else pipeline.class_weights(info, cfg.class_weights, cfg.class_weight_cap).tolist()
     )
     names = (
         "base_filters",
