@@ -32,16 +32,23 @@ def quick_course(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return course.run_course("quick", None, out)
 
 
+@pytest.fixture(scope="session")
+def weights_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One private cache of converted ImageNet weights per session (each checkpoint converted once)."""
+    return tmp_path_factory.mktemp("facesegm_cache")
+
+
 @pytest.fixture
-def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """Every socket connection refused; empty private caches (ours and Keras's)."""
+def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, weights_cache: Path) -> Path:
+    """Every socket connection refused; private caches (the session's converted weights, an empty
+    Keras one)."""
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise OSError("network disabled in this test")
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setenv("FACESEGM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("FACESEGM_CACHE", str(weights_cache))
     from keras.src.utils import file_utils
 
     get_file = functools.partial(file_utils.get_file, cache_dir=str(tmp_path / "keras"))

@@ -26,8 +26,8 @@ PLAUSIBLE = {652, 465, 834, 906, 457, 667, 400, 617, 869, 981}
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("facesegm_cache")
+def cache(weights_cache: Path) -> Path:
+    return weights_cache
 
 
 @pytest.fixture(autouse=True)
