@@ -1,8 +1,9 @@
 """The configuration of a training run: :class:`TrainConfig`, its option choices and checks.
 
 ``TrainConfig`` holds every option of ``facesegm train`` (its defaults are the course's recommended
-recipe); :func:`add_arguments` turns it into the command line's options and :func:`command_line`
-turns a configuration back into the command that reproduces it.
+recipe) and :class:`TrainPlan` what they resolve to on a dataset and a number of replicas;
+:func:`add_arguments` turns it into the command line's options and :func:`command_line` turns a
+configuration back into the command that reproduces it.
 """
 
 from __future__ import annotations

@@ -67,6 +67,21 @@ def test_image_size_not_divisible(tmp_path: Path) -> None:
         training.train(_config(tmp_path, tmp_path / "run", image_size=40, depth=4))
 
 
+def test_a_nan_loss_is_recorded_and_the_next_start_is_new(tmp_path: Path) -> None:
+    from facesegm_utils import runs
+
+    cfg = TrainConfig(data=str(tmp_path), out=str(tmp_path), epochs=3)
+    record = {**cfg.to_dict(), "image_size": 32, "status": "running"}
+    (tmp_path / "backup").mkdir()
+    (tmp_path / "backup" / "latest.weights.h5").write_bytes(b"NaN weights")
+    (tmp_path / "backup" / "training_metadata.json").write_text('{"epoch": 2, "batch": 0}')
+    with pytest.raises(FacesegmError, match=r"NaN/inf in epoch 2 \(learning rate 0.006\).*--lr"):
+        training._stop_on_nan(2, tmp_path, record, 6e-3)
+    assert json.loads((tmp_path / "config.json").read_text())["status"] == "stopped: NaN loss in epoch 2"
+    assert not (tmp_path / "backup").exists() and runs.run_state(tmp_path, cfg, 32).mode == "new"
+    training._stop_on_nan(None, tmp_path, record, 6e-3)  # no NaN: nothing happens
+
+
 class _StopAfterFirstEpoch(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if epoch == 0:
@@ -89,24 +104,24 @@ class _EpochRecorder(keras.callbacks.Callback):
 
 
 @pytest.mark.slow
-def test_train_then_resume_with_more_epochs(prepared: Path, tmp_path: Path) -> None:
-    """Interrupted after epoch 1 of 2, resumed with 3 epochs: it continues at epoch 2, and the
-    learning rate goes on from the rate the 2-epoch schedule had reached (no jump)."""
-    cfg = _config(prepared, tmp_path / "run", warmup_epochs=0, schedule="cosine")
+def test_train_then_resume_with_other_epochs(prepared: Path, tmp_path: Path) -> None:
+    """Interrupted after epoch 1 of 3, resumed with 2 epochs: it continues at epoch 2, and the
+    learning rate goes on from the rate the 3-epoch schedule had reached (no jump)."""
+    cfg = _config(prepared, tmp_path / "run", epochs=3, warmup_epochs=0, schedule="cosine")
     cfg.cache = "disk"  # the interrupted run's cache files (and lock) must not block the resume
     with pytest.raises(RuntimeError, match="simulated interruption"):
         training.train(cfg, callbacks=[_StopAfterFirstEpoch()])
     assert (tmp_path / "run" / "backup").is_dir()
     assert read_history(tmp_path / "run" / "history.csv")["epoch"] == [1.0]
     recorder = _EpochRecorder()
-    result = training.train(dataclasses.replace(cfg, epochs=3), callbacks=[recorder])
-    assert recorder.epochs == [1, 2] and result["mode"] == "resume"  # continued at the second epoch
+    result = training.train(dataclasses.replace(cfg, epochs=2), callbacks=[recorder])
+    assert recorder.epochs == [1] and result["mode"] == "resume"  # continued at the second epoch
     steps = 2  # 6 training faces in batches of 4
-    cosine = 0.5 * (1 + math.cos(math.pi * steps / (2 * steps)))  # where the 2-epoch schedule stood
+    cosine = 0.5 * (1 + math.cos(math.pi * steps / (3 * steps)))  # where the 3-epoch schedule stood
     assert recorder.lrs[0] == pytest.approx(cfg.lr * (0.01 + 0.99 * cosine), rel=1e-5)
     assert recorder.lrs == sorted(recorder.lrs, reverse=True)
     assert result["history"]["lr"][-1] == pytest.approx(cfg.lr / 100, rel=1e-4)  # the new end: lr / 100
-    assert result["history"]["epoch"] == [1.0, 2.0, 3.0] and result["epochs_run"] == 3
+    assert result["history"]["epoch"] == [1.0, 2.0] and result["epochs_run"] == 2
     assert {"miou_model_size", "val_miou_model_size", "pixel_accuracy", "val_pixel_accuracy", "loss"} <= set(
         result["history"]
     )
@@ -114,7 +129,7 @@ def test_train_then_resume_with_more_epochs(prepared: Path, tmp_path: Path) -> N
     assert {f.name.split(".")[0] for f in (tmp_path / "run" / "cache").iterdir()} == {"train", "val"}
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["image_size"] == 32 and config["seed"] == 0 and config["status"] == "finished"
-    assert config["schedule_segments"] == [[0, 2], [1, 3]]
+    assert config["schedule_segments"] == [[0, 3], [1, 2]]
     assert config["versions"]["keras"] == keras.__version__
     scores = evaluate_model(result["model_path"], prepared, "test", batch_size=2)
     assert 0.0 <= scores["mean_iou"] <= 1.0 and scores["num_images"] == 3
