@@ -33,6 +33,8 @@ ORDER = [
     "evaluation",
     "training",
     "viz",
+    "detect",
+    "align",
     "inference",
     "recolor",
     "video",

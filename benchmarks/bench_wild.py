@@ -1,0 +1,157 @@
+"""Faces in wide frames: parsing with and without alignment, against the same faces as crops.
+
+Synthetic faces the model never saw (seed 7) are pasted into 1280x720 frames on a plain grey
+background at 30, 45 and 60% of the frame's height, turned by -20..20 degrees, with known truth.
+Each face is parsed three ways with the same model through ``FaceParser``:
+
+* **crop**: the face image itself, whole (``align="none"``), as the test set is scored;
+* **frame, none**: the whole frame resized to the model (today's behaviour before alignment);
+* **frame, auto**: MTCNN finds the face, the CelebA-HQ crop is parsed and pasted back (the default);
+* **frame, true landmarks**: the same with the generator's own landmarks (alignment without
+  detection error).
+
+Reported: mIoU over all pixels (frames and crops each pooled into one confusion matrix), hair
+IoU and upper/lower-lip IoU, the ratio to the crop mIoU, and the time of one 1280x720 frame split
+into detection, the two warps (crop and paste back) and the parse, next to the whole-frame parse,
+median of repeats, in this process on the CPU.
+
+Then the video case (``--clip``): a face moving along a known path (translation + rotation) over
+a clip; the crop transform is tracked by ``track.FaceTracker`` (detection every N frames,
+landmarks carried by optical flow, smoothed) and by detection on every frame. Jitter = RMS
+frame-to-frame change of the crop corners' error against the true path, in frame pixels.
+
+Run: ``.venv/bin/python benchmarks/bench_wild.py --model outputs/run/model.keras`` (a model from
+``make course``; rewrites the ``bench_wild`` section of benchmarks/README.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _readme import machine, today, update_section  # noqa: E402
+
+from facesegm_utils import align, detect, prediction, synthetic  # noqa: E402
+from facesegm_utils.celebamask import merge_parts  # noqa: E402
+from facesegm_utils.inference import FaceParser  # noqa: E402
+from facesegm_utils.labels import CLASSES  # noqa: E402
+from facesegm_utils.metrics import ConfusionMatrix  # noqa: E402
+
+FRAME = (720, 1280)
+HEIGHTS = (0.3, 0.45, 0.6)
+ANGLES = (-20.0, -10.0, 0.0, 10.0, 20.0)
+GREY = (128, 128, 128)
+
+
+def scene(i: int, size: int, rng: np.random.Generator) -> tuple:
+    """Face ``i`` of seed 7: its image, labels, and a 1280x720 frame holding it with its truth."""
+    image, masks = synthetic.generate_face(7, i, size)
+    labels, lm = merge_parts(masks), synthetic.face_landmarks(7, i, size)
+    height, angle = HEIGHTS[i % len(HEIGHTS)], ANGLES[i % len(ANGLES)]
+    half = height * FRAME[0] * 0.72  # the turned square's half extent
+    centre = (rng.uniform(half, FRAME[1] - half), rng.uniform(half, FRAME[0] - half))
+    frame, truth, marks = align.place_face(image, labels, lm, FRAME, height, angle, centre, GREY)
+    return image, labels, frame, truth, marks
+
+
+def accuracy(model: object, faces: int, size: int) -> tuple[dict[str, ConfusionMatrix], int]:
+    rng = np.random.default_rng(0)
+    auto, whole = FaceParser(model), FaceParser(model, align="none")
+    cms = {k: ConfusionMatrix() for k in ("crop", "frame, none", "frame, auto", "frame, true landmarks")}
+    found = 0
+    for i in range(faces):
+        image, labels, frame, truth, marks = scene(i, size, rng)
+        found += len(detect.detect_faces(frame)) == 1
+        cms["crop"].update(labels, whole.predict_labels(image))
+        cms["frame, none"].update(truth, whole.predict_labels(frame))
+        cms["frame, auto"].update(truth, auto.predict_labels(frame))
+        true = align.parse_faces(auto.model, [frame], landmarks=[[marks]])[0]
+        cms["frame, true landmarks"].update(truth, np.argmax(true, axis=2))
+        print(f"face {i + 1}/{faces}", end="\r", file=sys.stderr)
+    return cms, found
+
+
+def timing(model: object, size: int, repeats: int) -> dict[str, float]:
+    """Median ms of each step for one 1280x720 frame with one face (45% of its height)."""
+    _, _, frame, _, _ = scene(1, size, np.random.default_rng(1))
+    s = prediction.input_size(model)
+    steps: dict[str, list[float]] = {k: [] for k in ("detect", "warps", "parse crop", "whole frame")}
+    for _ in range(repeats + 1):  # the first round warms up
+        t0 = time.perf_counter()
+        (face,) = detect.detect_faces(frame)[:1]
+        t1 = time.perf_counter()
+        m = align.crop_transform(face.landmarks, s)
+        crop = align.warp_crop(frame, m, s)
+        t2 = time.perf_counter()
+        (p,) = prediction.predict_proba(model, [crop], s)
+        t3 = time.perf_counter()
+        align.combine(FRAME, [(p, m)])
+        t4 = time.perf_counter()
+        prediction.predict_proba(model, [frame], s)
+        t5 = time.perf_counter()
+        for k, v in zip(steps, (t1 - t0, (t2 - t1) + (t4 - t3), t3 - t2, t5 - t4), strict=True):
+            steps[k].append(1000 * v)
+    return {k: statistics.median(v[1:]) for k, v in steps.items()}
+
+
+def report(cms: dict[str, ConfusionMatrix], found: int, faces: int, ms: dict[str, float], model: str) -> str:
+    hair, u_lip, l_lip = (CLASSES.index(n) for n in ("hair", "u_lip", "l_lip"))
+    crop = cms["crop"].mean_iou()
+    lines = [
+        "## Faces in wide frames (`bench_wild`)",
+        "",
+        f"{today()}, {machine()}. Model: `{model}`. {faces} synthetic faces (seed 7, never trained on) in",
+        "1280x720 frames at 30/45/60% of the height, turned -20..20 degrees, plain grey background.",
+        f"MTCNN found the face in {found} of {faces} frames.",
+        "",
+        "| parsed as | mIoU | × crop | hair IoU | upper-lip IoU | lower-lip IoU |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, cm in cms.items():
+        iou = cm.iou()
+        lines.append(
+            f"| {name} | {cm.mean_iou():.3f} | {cm.mean_iou() / crop:.2f}× | {iou[hair]:.3f} "
+            f"| {iou[u_lip]:.3f} | {iou[l_lip]:.3f} |"
+        )
+    aligned = ms["detect"] + ms["warps"] + ms["parse crop"]
+    lines += [
+        "",
+        "One 1280x720 frame, one face, median ms (CPU, this process):",
+        "",
+        "| detection | both warps | parse of the crop | aligned total | whole-frame parse (`none`) |",
+        "|---|---|---|---|---|",
+        f"| {ms['detect']:.0f} | {ms['warps']:.0f} | {ms['parse crop']:.0f} | {aligned:.0f} "
+        f"| {ms['whole frame']:.0f} |",
+        "",
+        f"Detection + both warps = {ms['detect'] + ms['warps']:.0f} ms, "
+        f"{(ms['detect'] + ms['warps']) / ms['whole frame']:.2f}× the whole-frame parse.",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True, help="trained model (.keras) or a run folder")
+    ap.add_argument("--faces", type=int, default=30)
+    ap.add_argument("--size", type=int, default=256, help="side of the synthetic face images")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--no-readme", action="store_true", help="print only")
+    args = ap.parse_args()
+    model = prediction.load(args.model)
+    cms, found = accuracy(model, args.faces, args.size)
+    ms = timing(model, args.size, args.repeats)
+    text = report(cms, found, args.faces, ms, args.model)
+    print(text)
+    if not args.no_readme:
+        update_section("bench_wild", text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
