@@ -9,7 +9,8 @@ square centred on ``e + 0.1 y``, turned so that ``x - rot90(y)`` is horizontal, 
 the one the training faces were made with.
 
 :func:`parse_faces` does the whole trip for any photo: the faces' landmarks (MTCNN, see
-:mod:`facesegm_utils.detect`, or given), each face warped into a crop at the model's input size
+:mod:`facesegm_utils.detect`, refined by a second detection in each face's upright crop; or
+given), each face warped into a crop at the model's input size
 (``cv2.warpAffine``, padding beyond the frame's border by reflection), all crops through the one
 prediction path :func:`facesegm_utils.prediction.predict_proba`, and the class PROBABILITIES warped
 back with the inverse transform. Outside every crop the frame is background; where crops overlap,
@@ -155,7 +156,37 @@ def combine(shape: tuple[int, int], pieces: Sequence[tuple[np.ndarray, np.ndarra
     return out
 
 
-def _notice(message: str) -> None:
+#: side of the upright crop in which :func:`find_landmarks` detects a second time
+REFINE_SIZE = 192
+
+
+def find_landmarks(image: np.ndarray, refine: bool = True) -> list[np.ndarray]:
+    """The (5, 2) landmarks of each face MTCNN finds in ``image``, most confident first.
+
+    With ``refine``, each face is detected a second time inside its own aligned crop (upright and
+    ``REFINE_SIZE`` pixels wide, the framing MTCNN's landmarks are most precise in) and those
+    landmarks, mapped back into the photo, replace the first ones.
+    """
+    from facesegm_utils import detect
+
+    found = [f.landmarks for f in detect.detect_faces(image)]
+    if not refine:
+        return found
+    refined = []
+    for marks in found:
+        m = crop_transform(marks, REFINE_SIZE)
+        again = detect.detect_faces(warp_crop(image, m, REFINE_SIZE))
+        if again:  # the face nearest the crop's centre
+            centre = np.full(2, (REFINE_SIZE - 1) / 2)
+            best = min(again, key=lambda f: float(np.hypot(*(f.landmarks[:2].mean(axis=0) - centre))))
+            inv = cv2.invertAffineTransform(m)
+            marks = best.landmarks @ inv[:, :2].T + inv[:, 2]
+        refined.append(marks)
+    return refined
+
+
+def print_notice(message: str) -> None:
+    """Print a one-line notice to stderr."""
     print(message, file=sys.stderr)
 
 
@@ -164,18 +195,17 @@ def parse_faces(
     images: Sequence[np.ndarray],
     image_size: int | None = None,
     landmarks: Sequence[Sequence[np.ndarray]] | None = None,
-    notice: Callable[[str], None] = _notice,
+    notice: Callable[[str], None] = print_notice,
 ) -> list[np.ndarray]:
     """Class probabilities (H, W, 19) for each RGB photo, each face parsed in its CelebA-HQ crop.
 
-    ``landmarks``: per image, the (5, 2) landmarks of its faces; by default MTCNN finds them. An
+    ``landmarks``: per image, the (5, 2) landmarks of its faces; by default MTCNN finds them
+    (:func:`find_landmarks`). An
     image without a face is parsed whole (as ``align="none"``) and ``notice`` gets one line.
     """
-    from facesegm_utils import detect
-
     size = prediction.input_size(model, image_size)
     if landmarks is None:
-        landmarks = [[f.landmarks for f in detect.detect_faces(im)] for im in images]
+        landmarks = [find_landmarks(im) for im in images]
     transforms = [[crop_transform(lm, size) for lm in marks] for marks in landmarks]
     inputs = []
     for im, ms in zip(images, transforms, strict=True):

@@ -45,7 +45,7 @@ def detector() -> Any:
 
 
 def detect_faces(
-    image: np.ndarray, min_confidence: float = 0.9, max_side: int = 640, color_order: str = "rgb"
+    image: np.ndarray, min_confidence: float = 0.8, max_side: int = 640, color_order: str = "rgb"
 ) -> list[Face]:
     """Faces in ``image`` (any layout :func:`~facesegm_utils.prediction.to_rgb` takes), most confident first."""
     rgb = to_rgb(image, color_order)

@@ -20,14 +20,14 @@ from __future__ import annotations
 import argparse
 import io
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from facesegm_utils import align as aligner
-from facesegm_utils import prediction
+from facesegm_utils import prediction, track
 from facesegm_utils.fileio import FacesegmError, atomic_write_bytes, read_rgb, write_image_atomic
 from facesegm_utils.prediction import to_rgb
 
@@ -79,20 +79,37 @@ class FaceParser:
         return self.predict_batch([image], proba=False, color_order=color_order)[0]
 
     def iter_batches(
-        self, images: Iterable[np.ndarray], proba: bool = False, color_order: str = "rgb"
+        self,
+        images: Iterable[np.ndarray],
+        proba: bool = False,
+        color_order: str = "rgb",
+        video: bool = False,
     ) -> Iterator[np.ndarray]:
-        """Yield one result per image, running the model ``batch_size`` images at a time."""
+        """Yield one result per image, running the model ``batch_size`` images at a time.
+
+        ``video=True``: the images are a video's frames in order; with ``align="auto"`` the faces are
+        detected on a schedule and followed in between (:class:`~facesegm_utils.track.FaceTracker`),
+        and a missing face is noticed once, not on every frame.
+        """
+        tracker = track.FaceTracker() if video and self.align == "auto" else None
         batch: list[np.ndarray] = []
         for im in images:
             batch.append(to_rgb(im, color_order))
             if len(batch) == self.batch_size:
-                yield from self._finish(batch, proba)
+                yield from self._finish(batch, proba, tracker)
                 batch = []
         if batch:
-            yield from self._finish(batch, proba)
+            yield from self._finish(batch, proba, tracker)
 
-    def _finish(self, batch: list[np.ndarray], proba: bool) -> Iterator[np.ndarray]:
-        if self.align == "auto":
+    def _finish(
+        self, batch: list[np.ndarray], proba: bool, tracker: track.FaceTracker | None = None
+    ) -> Iterator[np.ndarray]:
+        if tracker is not None:
+            marks = [tracker.update(im) for im in batch]
+            # a video without a face gets one notice, on its first batch
+            notice = aligner.print_notice if tracker.frame_index == len(batch) else _silent
+            results = aligner.parse_faces(self.model, batch, self.image_size, marks, _once(notice))
+        elif self.align == "auto":
             results = aligner.parse_faces(self.model, batch, self.image_size)
         else:
             results = prediction.predict_proba(self.model, batch, self.image_size)
@@ -134,6 +151,22 @@ class FaceParser:
             if save_proba:
                 save_proba_file(out_dir / f"{f.stem}_proba.npy", p)
         return written
+
+
+def _silent(message: str) -> None:
+    """A notice nobody sees (a video's later frames)."""
+
+
+def _once(notice: Callable[[str], None]) -> Callable[[str], None]:
+    """``notice`` passed on for its first message only."""
+    seen: list[str] = []
+
+    def first(message: str) -> None:
+        if not seen:
+            seen.append(message)
+            notice(message)
+
+    return first
 
 
 def save_proba_file(path: str | os.PathLike[str], proba: np.ndarray) -> Path:

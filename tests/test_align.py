@@ -203,3 +203,10 @@ def test_trained_model_parses_a_face_in_a_frame_as_well_as_the_crop(quick_course
         whole_cm.update(truth, whole.predict_labels(frame))
     assert frame_cm.mean_iou() >= 0.85 * crop_cm.mean_iou()
     assert frame_cm.mean_iou() > whole_cm.mean_iou() + 0.1
+
+
+def test_a_video_without_a_face_gets_one_notice(capsys: pytest.CaptureFixture[str]) -> None:
+    frames = [np.full((72, 128, 3), v, np.uint8) for v in (40, 60, 80, 100, 120)]
+    parser = FaceParser(NearestCrop([blank()]), batch_size=2)
+    maps = list(parser.iter_batches(frames, proba=True, video=True))
+    assert len(maps) == 5 and capsys.readouterr().err.count("no face found") == 1

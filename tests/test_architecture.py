@@ -36,6 +36,7 @@ ORDER = [
     "viz",
     "detect",
     "align",
+    "track",
     "inference",
     "recolor",
     "clips",
