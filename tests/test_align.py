@@ -103,6 +103,9 @@ def test_alignment_of_an_aligned_face_is_close_to_the_identity(photo: str) -> No
     assert len(again) == 1
     err = align.transform_error(align.crop_transform(again[0].landmarks, 256), 256, 256)
     assert abs(err["scale"] - 1) < 0.05 and abs(err["rotation_deg"]) < 3 and err["shift"] < 0.03, err
+    # the optional second look, in the face's own upright crop, lands near the first one
+    eyes = np.hypot(*(face.landmarks[1] - face.landmarks[0]))
+    assert np.abs(align.find_landmarks(image, refine=True)[0] - face.landmarks).max() < 0.15 * eyes
 
 
 def test_face_at_30_percent_tilted_15_degrees_recovers_its_labels() -> None:
@@ -188,21 +191,22 @@ def test_paste_back_keeps_probabilities_and_skips_crops_off_the_frame() -> None:
 
 @pytest.mark.slow
 def test_trained_model_parses_a_face_in_a_frame_as_well_as_the_crop(quick_course: dict) -> None:
-    """The quick course's model on unseen synthetic faces: aligned in a frame vs the same faces as crops."""
+    """The quick course's model on unseen synthetic faces: aligned in a 1280x720 frame vs the crops.
+
+    Faces 3 and 4 of seed 11 are left out: MTCNN does not find them in a frame (the generator draws
+    some faces it misses; ``bench_wild`` reports that rate separately)."""
     model = prediction.load(Path(quick_course["out_dir"]) / "run" / "model.keras")
     aligned, whole = FaceParser(model), FaceParser(model, align="none")
     crop_cm, frame_cm, whole_cm = ConfusionMatrix(), ConfusionMatrix(), ConfusionMatrix()
-    for i, angle in enumerate((15.0, -15.0, 10.0)):
+    for i, angle in ((0, 15.0), (1, -15.0), (2, 10.0), (5, 5.0)):
         image, masks = synthetic.generate_face(11, i, 256)
         labels, lm = merge_parts(masks), synthetic.face_landmarks(11, i, 256)
-        frame, truth, _ = align.place_face(
-            image, labels, lm, (360, 640), 0.45, angle, (260 + 60 * i, 180), GREY
-        )
+        frame, truth, _ = align.place_face(image, labels, lm, (720, 1280), 0.45, angle, (520 + 40 * i, 360))
         crop_cm.update(labels, whole.predict_labels(image))
         frame_cm.update(truth, aligned.predict_labels(frame))
         whole_cm.update(truth, whole.predict_labels(frame))
     assert frame_cm.mean_iou() >= 0.85 * crop_cm.mean_iou()
-    assert frame_cm.mean_iou() > whole_cm.mean_iou() + 0.1
+    assert frame_cm.mean_iou() > whole_cm.mean_iou() + 0.2
 
 
 def test_a_video_without_a_face_gets_one_notice(capsys: pytest.CaptureFixture[str]) -> None:
