@@ -150,7 +150,7 @@ def report(
     lines = [
         "## Faces in wide frames (`bench_wild`)",
         "",
-        f"{today()}, {machine()}. Model: `{model}`. {faces} synthetic faces (seed 7, never trained on) in",
+        f"{today()}, {machine()}. Model: {model}. {faces} synthetic faces (seed 7, never trained on) in",
         "1280x720 frames at 30/45/60% of the height, turned -20..20 degrees, plain grey background.",
         f"MTCNN finds {found} of the {faces} faces in their own crop (the generator draws some it does not",
         "find); the `found` rows score those faces only, against their own crop row.",
@@ -166,8 +166,9 @@ def report(
         )
     lines += [
         "",
-        "One 1280x720 frame, one face, median ms (CPU, this process); the last column is",
-        "(detection + both warps) / whole-frame parse, the cost target being at most 1:",
+        "One 1280x720 frame, one face, median ms (CPU, this process, after a warm-up round); the last",
+        "column is (detection + both warps) / whole-frame parse, the cost target being at most 1.",
+        "Detection and warps cost the same whatever the model; the parse grows with the model's input:",
         "",
         "| model | detection | both warps | parse of the crop | aligned total "
         "| whole-frame parse (`none`) | ratio |",
@@ -211,6 +212,7 @@ def main() -> int:
         help="also time the default recipe's network at this size (0: no)",
     )
     ap.add_argument("--no-readme", action="store_true", help="print only")
+    ap.add_argument("--label", default=None, help="how to name the model in the report (default: its path)")
     args = ap.parse_args()
     model = prediction.load(args.model)
     cms, found = accuracy(model, args.faces, args.size)
@@ -220,7 +222,7 @@ def main() -> int:
         net = recipe_model(args.recipe_size)
         times[f"default recipe, untrained ({args.recipe_size}²)"] = timing(net, args.size, args.repeats)
     jit = jitter(args.clip, args.size, args.every) if args.clip else {}
-    text = report(cms, found, args.faces, times, args.model, jit)
+    text = report(cms, found, args.faces, times, args.label or f"`{args.model}`", jit)
     print(text)
     if not args.no_readme:
         update_section("bench_wild", text)

@@ -3,6 +3,8 @@
 The part's weight comes from a trained model (``--model``, through
 :class:`facesegm_utils.inference.FaceParser`) or from given label maps (``--labels``); videos are
 recoloured frame by frame with the temporal smoothing of :func:`facesegm_utils.video.recolor_sequence`.
+With ``--align auto`` (the default) each face is parsed in its CelebA-HQ crop; in a video the faces
+are detected every few frames and followed in between (:class:`facesegm_utils.track.FaceTracker`).
 """
 
 from __future__ import annotations
