@@ -38,8 +38,10 @@ ORDER = [
     "video",
     "widgets",
     "show",
+    "exercises",
     "course",
     "lab",
+    "website",
     "cli",
 ]
 
