@@ -49,11 +49,12 @@ class Outcome:
         return f"{'✓' if self.passed else '✗'} {self.name}: {self.message}"
 
 
-def check(name: str, fn: Callable[..., Any]) -> bool:
-    """Test ``fn`` for exercise ``name``; print ``✓`` or ``✗`` with a hint. Never raises."""
-    outcome = run_check(name, fn)
-    print(outcome.line, flush=True)
-    return outcome.passed
+def check(name: str, fn: Callable[..., Any]) -> None:
+    """Test ``fn`` for exercise ``name``; print ``✓`` or ``✗`` with a hint. Never raises.
+
+    Returns nothing, so a notebook cell ending with the call shows only the printed line.
+    """
+    print(run_check(name, fn).line, flush=True)
 
 
 def run_check(name: str, fn: Callable[..., Any]) -> Outcome:

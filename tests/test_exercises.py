@@ -68,9 +68,8 @@ def run_section(nb: nbformat.NotebookNode, with_solutions: bool) -> dict[str, ex
         def __getattr__(self, name: str) -> object:
             return getattr(exercises, name)
 
-        def check(self, name: str, fn: object) -> bool:
+        def check(self, name: str, fn: object) -> None:
             outcomes[name] = exercises.run_check(name, fn)
-            return outcomes[name].passed
 
     ns: dict[str, object] = {"__name__": "exercise_cells"}
     exec(_notebook_imports(nb), ns)
@@ -122,7 +121,7 @@ def test_check_prints_one_line_and_never_raises(capsys) -> None:
     def broken(*args: object) -> None:
         raise ZeroDivisionError("boom")
 
-    assert exercises.check("05.iou_f1", broken) is False
+    assert exercises.check("05.iou_f1", broken) is None
     assert capsys.readouterr().out == "✗ 05.iou_f1: your function raised ZeroDivisionError: boom\n"
     for name, fn in (("01.presence", lambda maps: None), ("01.presence", "not a function"), ("nope", len)):
         outcome = exercises.run_check(name, fn)
@@ -149,3 +148,21 @@ def test_lab_helpers_round_trip() -> None:
     lab = exercises.to_lab(rgb)
     assert lab[..., 0].min() >= 0 and lab[..., 0].max() <= 100
     assert np.abs(exercises.to_rgb(lab).astype(int) - rgb).max() <= 1
+
+
+@pytest.mark.slow
+@pytest.mark.notebook
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_course_run_prints_a_cross_for_each_stub_and_a_tick_for_each_solution(
+    quick_course: dict, path: Path
+) -> None:
+    """The profiles run the notebooks with the stubs: each check prints ✗, and the run goes on."""
+    executed = nbformat.read(Path(quick_course["out_dir"]) / "notebooks" / path.name, as_version=4)
+
+    def printed(tag: str) -> list[str]:
+        cells = [c for c in _section(executed) if tag in _tags(c)]
+        return ["".join(o.get("text", "") for o in c.outputs if o.get("name") == "stdout") for c in cells]
+
+    assert all(out.startswith("✗ ") and "not done yet" in out for out in printed(exercises.EXERCISE_TAG))
+    assert all(out.startswith("✓ ") for out in printed(exercises.SOLUTION_TAG))
+    assert len(printed(exercises.SOLUTION_TAG)) >= 2
