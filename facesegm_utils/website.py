@@ -312,11 +312,12 @@ def build_site(out_dir: str | os.PathLike[str], site_dir: str | os.PathLike[str]
 
     out = Path(out_dir).resolve()
     site = Path(site_dir).resolve() if site_dir else out / "site"
-    site.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="facesegm-site-") as tmp:
-        docs, built = Path(tmp) / "docs", Path(tempfile.mkdtemp(prefix=".site-", dir=site.parent))
+        docs = Path(tmp) / "docs"
         docs.mkdir()
-        nav = prepare_docs(out, docs)
+        nav = prepare_docs(out, docs)  # a clear error here, before anything is written next to the site
+        site.parent.mkdir(parents=True, exist_ok=True)
+        built = Path(tempfile.mkdtemp(prefix=f".{site.name}-", dir=site.parent))
         config = load_config(str(SITE_CONFIG), docs_dir=str(docs), site_dir=str(built), nav=nav, strict=True)
         try:
             build(config)

@@ -91,6 +91,7 @@ def test_site_without_an_executed_course_is_a_clear_error(tmp_path: Path, capsys
     assert main(["site", "--course", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "no executed course" in err and "make course" in err and len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == [], "nothing is written without a course"
 
 
 def test_read_run_takes_time_and_profile_from_papermill(tmp_path: Path) -> None:
@@ -190,6 +191,14 @@ def _internal_links(page, base: str) -> set[str]:
     return {h.split("#")[0] for h in hrefs if h.startswith(base)}
 
 
+def _broken_images(page) -> list[str]:
+    """Sources (cut short) of the page's images that did not load."""
+    images = page.locator("img").evaluate_all(
+        "els => els.map(e => [e.currentSrc.slice(0, 80), e.complete && e.naturalWidth > 0])"
+    )
+    return [src for src, ok in images if not ok]
+
+
 @pytest.mark.slow
 @pytest.mark.browser
 def test_site_in_a_browser(site_page, built_site: Path) -> None:
@@ -199,25 +208,18 @@ def test_site_in_a_browser(site_page, built_site: Path) -> None:
     page.wait_for_selector("table a[href$='.html']")
     SCREENSHOT.parent.mkdir(exist_ok=True)
     page.screenshot(path=str(SCREENSHOT))
+    assert not _broken_images(page), _broken_images(page)
 
     visited, links = ["index.html"], _internal_links(page, base)  # prev/next: the course in order
     while page.locator("a.md-footer__link--next").count():
         page.locator("a.md-footer__link--next").click()
         page.wait_for_load_state("load")
         visited.append(page.url.removeprefix(base).split("#")[0])
+        previous = page.locator("a.md-footer__link--prev").get_attribute("href")
+        assert urllib.parse.urljoin(page.url, previous) == base + visited[-2], f"{visited[-1]}: prev link"
         links |= _internal_links(page, base)
-        sizes = page.locator("img").evaluate_all(
-            "els => els.map(e => [e.currentSrc, e.complete && e.naturalWidth])"
-        )
-        assert sizes and all(w for _, w in sizes), (
-            f"{page.url}: broken images {[s for s, w in sizes if not w]}"
-        )
+        assert page.locator("img").count() and not _broken_images(page), f"{page.url}: broken images"
     assert visited == ["index.html", *notebooks]
-    while page.locator("a.md-footer__link--prev").count():
-        page.locator("a.md-footer__link--prev").click()
-        page.wait_for_load_state("load")
-        visited.append(page.url.removeprefix(base).split("#")[0])
-    assert visited[len(notebooks) :] == ["index.html", *notebooks][::-1]
 
     for url in sorted(links):  # every internal link resolves
         with urllib.request.urlopen(url, timeout=10) as r:
