@@ -21,6 +21,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from bs4 import BeautifulSoup
 from test_lab import CHROMIUM, LAUNCH_ARGS, _browser_or_skip
 
 from facesegm_utils import course, exercises, website
@@ -47,14 +48,18 @@ def test_index_maps_every_notebook_with_its_time_profile_and_results() -> None:
     summary = {
         "profile": "quick",
         "overrides": {"EPOCHS": 3},
-        "metrics": {"04_training": {"test_miou": 0.7281, "epochs_run": 3}, "05_evaluation": {"mean_f1": 0.5}},
+        "metrics": {
+            "04_training": {"test_miou": 0.7281, "epochs_run": 3},
+            "05_evaluation": {"mean_f1_fg": 0.5, "oracle_bg_skin_hair_accuracy": 0.9},
+        },
     }
     md = website.index_markdown(runs, summary, ["figures/06_gallery.png"])
     for r in runs:
         assert f"[{r.title}]({r.page})" in md
     assert "| 30 s |" in md and "| 70 s |" in md  # time in this run, per notebook
     assert "2026-12-06 19:15 UTC" in md and "**quick** profile" in md and "`EPOCHS=3`" in md
-    assert "test miou | 0.728" in md and "mean f1 | 0.500" in md and "epochs run" not in md
+    assert "test miou | 0.728" in md and "mean f1 fg | 0.500" in md
+    assert "epochs run" not in md and "oracle" not in md
     assert "![06 gallery](figures/06_gallery.png)" in md
     assert "Data" in md and "Takeaways" not in md.split("## Course map")[1].split("## Key")[0]
 
@@ -152,6 +157,10 @@ def test_built_site_has_every_notebook_and_nothing_remote(built_site: Path) -> N
         text = (built_site / name).read_text()
         assert 'class="run-info"' in text and '<details class="solution">' in text, name
         assert "celltag_solution" in text and "✗" in text and "✓" in text, f"{name}: stub ✗ and solution ✓"
+        for pre in BeautifulSoup(text, "html.parser").select(".jp-OutputArea-output pre"):
+            long = pre.get_text().count("\n") + 1 > website.LONG_OUTPUT_LINES
+            folded = pre.find_parent("details", class_="long-output") is not None
+            assert long == folded, f"{name}: a {'long' if long else 'short'} output is {'not ' * long}folded"
 
 
 def _serve(root: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
