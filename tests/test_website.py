@@ -170,6 +170,7 @@ def _serve(root: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
 
     handler = functools.partial(Quiet, directory=str(root))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.handle_error = lambda request, address: None  # a page left mid-download resets its socket
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}/"
 
@@ -243,7 +244,11 @@ def test_site_in_a_browser(site_page, built_site: Path) -> None:
 
     page.goto(base + "index.html")  # search, offline: lunr in a worker over search_index.json
     page.locator("label.md-search__icon, .md-search__input").first.click()
-    page.locator("input.md-search__input").fill("Dice")
+    page.wait_for_function(  # the worker has built its index ("Initializing search" is gone)
+        "() => !/Initializing/.test(document.querySelector('.md-search-result__meta')?.textContent ?? 'x')",
+        timeout=90_000,
+    )
+    page.locator("input.md-search__input").press_sequentially("Dice", delay=50)  # keys, as a reader types
     page.wait_for_selector(".md-search-result__item")
     found = page.locator(".md-search-result__item a").evaluate_all("els => els.map(e => e.href)")
     assert any("04_training.html" in h for h in found), found
