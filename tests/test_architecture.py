@@ -44,8 +44,10 @@ ORDER = [
     "recolor_cli",
     "widgets",
     "show",
+    "exercises",
     "course",
     "lab",
+    "website",
     "cli",
 ]
 
