@@ -81,7 +81,20 @@ def test_evaluate_model_equals_predict_then_evaluate_pred_dir(tmp_path: Path) ->
     )
     images = prep / "test" / "images"
     assert (
-        cli.main(["predict", "--model", str(model), "--input", str(images), "--out", str(tmp_path / "pred")])
+        # the prepared images are aligned crops already: --align none, as evaluate reads them
+        cli.main(
+            [
+                "predict",
+                "--model",
+                str(model),
+                "--input",
+                str(images),
+                "--out",
+                str(tmp_path / "pred"),
+                "--align",
+                "none",
+            ]
+        )
         == 0
     )
     assert (
@@ -116,7 +129,18 @@ def test_evaluate_model_equals_predict_then_evaluate_pred_dir(tmp_path: Path) ->
     )
     assert (
         cli.main(
-            ["predict", "--model", str(model), "--input", str(images), "--out", str(tmp_path / "fp"), *flip]
+            [
+                "predict",
+                "--model",
+                str(model),
+                "--input",
+                str(images),
+                "--out",
+                str(tmp_path / "fp"),
+                "--align",
+                "none",
+                *flip,
+            ]
         )
         == 0
     )
