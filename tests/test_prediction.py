@@ -74,45 +74,27 @@ def test_evaluate_model_equals_predict_then_evaluate_pred_dir(tmp_path: Path) ->
     prep, run = tmp_path / "prep", tmp_path / "run"
     args = f"train --data {prep} --out {run} --image-size 128 --epochs 1 --batch-size 2 --base-filters 4 --depth 2"
     assert cli.main([*args.split(), "--loss", "ce", "--mixed-precision", "off", "--strategy", "default"]) == 0
-    model = run / "model.keras"
-    assert (
-        cli.main(["evaluate", "--model", str(model), "--data", str(prep), "--out", str(tmp_path / "m.json")])
-        == 0
-    )
-    images = prep / "test" / "images"
-    assert (
+    model, images = run / "model.keras", prep / "test" / "images"
+
+    def both_ways(tag: str, *extra: str) -> tuple[dict, dict]:
+        """The report of `evaluate --model`, and of `predict` then `evaluate --pred-dir`."""
+        by_model, by_preds = tmp_path / f"{tag}_model.json", tmp_path / f"{tag}_preds.json"
+        assert (
+            cli.main(["evaluate", "--model", str(model), "--data", str(prep), "--out", str(by_model), *extra])
+            == 0
+        )
         # the prepared images are aligned crops already: --align none, as evaluate reads them
-        cli.main(
-            [
-                "predict",
-                "--model",
-                str(model),
-                "--input",
-                str(images),
-                "--out",
-                str(tmp_path / "pred"),
-                "--align",
-                "none",
-            ]
+        predict = ["predict", "--model", str(model), "--input", str(images), "--align", "none", *extra]
+        assert cli.main([*predict, "--out", str(tmp_path / tag)]) == 0
+        assert (
+            cli.main(
+                ["evaluate", "--pred-dir", str(tmp_path / tag), "--data", str(prep), "--out", str(by_preds)]
+            )
+            == 0
         )
-        == 0
-    )
-    assert (
-        cli.main(
-            [
-                "evaluate",
-                "--pred-dir",
-                str(tmp_path / "pred"),
-                "--data",
-                str(prep),
-                "--out",
-                str(tmp_path / "p.json"),
-            ]
-        )
-        == 0
-    )
-    by_model = json.loads((tmp_path / "m.json").read_text())
-    by_preds = json.loads((tmp_path / "p.json").read_text())
+        return json.loads(by_model.read_text()), json.loads(by_preds.read_text())
+
+    by_model, by_preds = both_ways("plain")
     assert (
         by_model["source"]["input_size"] == [128, 128]
         and by_model["num_images"] == by_preds["num_images"] == 2
@@ -120,48 +102,10 @@ def test_evaluate_model_equals_predict_then_evaluate_pred_dir(tmp_path: Path) ->
     assert abs(by_model["mean_iou"] - by_preds["mean_iou"]) <= 1e-9
     assert by_model["confusion_matrix"] == by_preds["confusion_matrix"]
     # with --tta flip on both commands: again one score, and the report says which setting made it
-    flip = ["--tta", "flip"]
-    assert (
-        cli.main(
-            ["evaluate", "--model", str(model), "--data", str(prep), "--out", str(tmp_path / "f.json"), *flip]
-        )
-        == 0
-    )
-    assert (
-        cli.main(
-            [
-                "predict",
-                "--model",
-                str(model),
-                "--input",
-                str(images),
-                "--out",
-                str(tmp_path / "fp"),
-                "--align",
-                "none",
-                *flip,
-            ]
-        )
-        == 0
-    )
-    assert (
-        cli.main(
-            [
-                "evaluate",
-                "--pred-dir",
-                str(tmp_path / "fp"),
-                "--data",
-                str(prep),
-                "--out",
-                str(tmp_path / "q.json"),
-            ]
-        )
-        == 0
-    )
-    by_flip = json.loads((tmp_path / "f.json").read_text())
+    by_flip, by_flip_preds = both_ways("flip", "--tta", "flip")
     assert by_flip["source"]["tta"] == "flip" and by_model["source"]["tta"] == prediction.OFFLINE_TTA
-    assert by_flip["confusion_matrix"] == json.loads((tmp_path / "q.json").read_text())["confusion_matrix"]
-    assert "Test-time augmentation: flip" in (tmp_path / "f.md").read_text()
+    assert by_flip["confusion_matrix"] == by_flip_preds["confusion_matrix"]
+    assert "Test-time augmentation: flip" in (tmp_path / "flip_model.md").read_text()
 
 
 class _LeftHalfIsLeftEye:
