@@ -111,3 +111,45 @@ def test_features_without_top() -> None:
     assert len(E.block_specs()) == 16
     with pytest.raises(FacesegmError, match="weights must be"):
         E.efficientnet_lite0(weights="noisy-student")
+
+
+def test_checkpoint_hash_is_pinned_and_names_the_cache() -> None:
+    assert torchckpt.file_sha256(E.checkpoint_path()) == E.CHECKPOINT_SHA256
+    assert E.CHECKPOINT_NAME.split("-")[-1].split(".")[0] == E.CHECKPOINT_SHA256[:8]
+    name = E.cache_file().name
+    assert E.CHECKPOINT_SHA256[:16] in name and f"_c{E.CONVERTER_VERSION}." in name
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory: pytest.TempPathFactory) -> tuple[keras.Model, Path]:
+    """The full classifier (built once) and a weights file of its random initial weights."""
+    net = E.efficientnet_lite0(include_top=True, weights=None, input_shape=(None, None, 3))
+    random_file = tmp_path_factory.mktemp("random") / "random.weights.h5"
+    net.save_weights(random_file)
+    return net, random_file
+
+
+@pytest.mark.parametrize("planted", ["random weights", "garbage with its hash recorded"])
+def test_untrusted_cache_file_is_converted_again(
+    planted: str,
+    state: dict[str, np.ndarray],
+    classifier: tuple[keras.Model, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    net, random_file = classifier
+    monkeypatch.setenv("FACESEGM_CACHE", str(tmp_path))
+    target = E.cache_file()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if planted == "random weights":  # a valid weights file, but not ImageNet's
+        target.write_bytes(random_file.read_bytes())
+    else:  # a recorded hash does not make an unreadable file loadable
+        target.write_bytes(b"not an HDF5 file")
+        target.with_name(target.name + ".sha256").write_text(torchckpt.file_sha256(target) + "\n")
+    E.load_converted_weights(net)
+    expected = np.transpose(state["_conv_stem.weight"], (2, 3, 1, 0))
+    np.testing.assert_array_equal(np.asarray(net.get_layer("stem_conv").kernel), expected)
+    notices = [line for line in capsys.readouterr().out.splitlines() if "not trusted" in line]
+    assert len(notices) == 1 and str(target) in notices[0]
+    assert E._unverified(target) is None  # the reconverted file and its recorded hash agree
