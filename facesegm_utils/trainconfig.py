@@ -287,5 +287,5 @@ def _add_fit_arguments(parser: argparse.ArgumentParser, d: TrainConfig) -> None:
         choices=CACHE_MODES,
         default=d.cache,
         help="keep the encoded prepared files in memory (default; falls back to none above a quarter "
-        "of the RAM), in a file under OUT/cache (disk), or reread them every epoch (none)",
+        "of the RAM) or reread them every epoch (none: memory flat with the dataset's size)",
     )

@@ -106,7 +106,7 @@ def resolve_precision(mode: str) -> str:
 def _datasets(
     cfg: TrainConfig, prep: Path, global_batch: int, image_size: int, class_weights: Any, out: Path
 ) -> tuple:
-    """Training and validation datasets of ``global_batch``; a disk cache goes under ``out``."""
+    """Training and validation datasets of ``global_batch``."""
     import tensorflow as tf
 
     from facesegm_utils import pipeline
@@ -119,7 +119,6 @@ def _datasets(
         augment=cfg.augment,
         shuffle=True,
         cache=cfg.cache,
-        cache_dir=out / "cache",
         seed=cfg.seed,
         drop_remainder=global_batch > cfg.batch_size,  # equal shards for every replica
         repeat=cfg.max_steps_per_epoch is not None,
@@ -133,7 +132,6 @@ def _datasets(
         global_batch,
         training=False,
         cache=cfg.cache,
-        cache_dir=out / "cache",
         seed=cfg.seed,
         image_size=image_size,
         drop_remainder=global_batch > cfg.batch_size and n_val >= global_batch,
