@@ -1,8 +1,7 @@
-"""What training watches and writes: the dataset-level mIoU metric, the callbacks, model loading.
+"""What training watches and writes: the dataset-level mIoU metric and the callbacks.
 
-:class:`DatasetMeanIoU` is the metric every run reports; :func:`load_model` loads a ``.keras`` file
-written by this package with its custom objects; :class:`BestModelCheckpoint`, :class:`HistoryCSV` and
-:class:`NaNGuard` are the callbacks of :func:`facesegm_utils.training.train`
+:class:`DatasetMeanIoU` is the metric every run reports; :class:`BestModelCheckpoint`,
+:class:`HistoryCSV` and :class:`NaNGuard` are the callbacks of :func:`facesegm_utils.training.train`
 (:func:`facesegm_utils.fileio.read_history` reads the ``history.csv`` they write).
 """
 
@@ -17,10 +16,8 @@ from typing import Any
 
 import keras
 
-from facesegm_utils.fileio import FacesegmError, atomic_write_text, read_history
+from facesegm_utils.fileio import atomic_write_text, read_history
 from facesegm_utils.labels import NUM_CLASSES
-from facesegm_utils.losses import CEDiceLoss, SoftDiceLoss, SparseCrossEntropy
-from facesegm_utils.optim import EncoderAdam
 
 #: the training-time mIoU is computed at the MODEL's input size (labels resized nearest to it), so
 #: it is named so in ``history.csv``; the full-resolution score is ``facesegm evaluate``'s
@@ -47,31 +44,6 @@ class DatasetMeanIoU(keras.metrics.MeanIoU):
         if len(y_true.shape) == len(y_pred.shape):
             y_true = keras.ops.squeeze(y_true, axis=-1)
         return super().update_state(y_true, y_pred, sample_weight)
-
-
-def custom_objects() -> dict[str, Any]:
-    """The package's serializable objects, for ``keras.models.load_model``."""
-    return {
-        "facesegm>SparseCrossEntropy": SparseCrossEntropy,
-        "facesegm>SoftDiceLoss": SoftDiceLoss,
-        "facesegm>CEDiceLoss": CEDiceLoss,
-        "facesegm>DatasetMeanIoU": DatasetMeanIoU,
-        "facesegm>EncoderAdam": EncoderAdam,
-    }
-
-
-def load_model(path: str | os.PathLike[str], compile: bool = False) -> keras.Model:
-    """Load a ``.keras`` model saved by this package (custom losses and metric included)."""
-    path = Path(path)
-    if path.is_dir() and (path / "model.keras").is_file():
-        path = path / "model.keras"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"model not found: {path} (expected a .keras file or a run folder holding model.keras)"
-        )
-    if path.suffix != ".keras":
-        raise FacesegmError(f"cannot load {path}: expected a .keras file written by `facesegm train`")
-    return keras.models.load_model(path, compile=compile, custom_objects=custom_objects())
 
 
 def compile_model(

@@ -37,7 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("facesegm_utils.evaluation", "score a model or a folder of predictions"),
     "show": ("facesegm_utils.show", "draw a mask, confusion matrix or recolour view for one image"),
     "predict": ("facesegm_utils.inference", "write label maps for an image or a folder"),
-    "recolor": ("facesegm_utils.video", "recolour lips, hair, ... in images, folders or videos"),
+    "recolor": ("facesegm_utils.recolor_cli", "recolour lips, hair, ... in images, folders or videos"),
     "course": ("facesegm_utils.course", "run every course notebook with papermill"),
 }
 

@@ -32,9 +32,7 @@ import tensorflow as tf
 from facesegm_utils.fileio import FacesegmError
 from facesegm_utils.labels import FLIP_PERMUTATION, NUM_CLASSES
 from facesegm_utils.prepare import split_items
-
-#: where ``make_dataset`` keeps the encoded records between epochs (``none``: reread the files)
-CACHE_MODES = ("memory", "none")
+from facesegm_utils.trainconfig import CACHE_MODES
 
 
 def read_dataset_info(prep_dir: str | os.PathLike[str]) -> dict[str, Any]:

@@ -102,7 +102,7 @@ def load(model: str | os.PathLike[str] | Any) -> Any:
     """
     if hasattr(model, "predict_on_batch"):
         return model
-    from facesegm_utils.callbacks import load_model
+    from facesegm_utils.runs import load_model
 
     path = Path(model)
     try:

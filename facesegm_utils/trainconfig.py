@@ -16,16 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from facesegm_utils.fileio import FacesegmError
-from facesegm_utils.losses import LOSS_NAMES
-from facesegm_utils.model import ENCODER_DEPTH, ENCODER_WEIGHTS, ENCODERS, UPSAMPLING_MODES
-from facesegm_utils.pipeline import CACHE_MODES
 
+# No TensorFlow here: the choices that belong to the model and the loss are imported where they are
+# checked, so that a configuration can be built, read and written without loading TensorFlow.
 CLASS_WEIGHT_METHODS: tuple[str, ...] = ("none", "median_frequency", "inverse_sqrt")
 SCHEDULES: tuple[str, ...] = ("plateau", "cosine", "constant")
 PRECISIONS: tuple[str, ...] = ("auto", "on", "off")
 STRATEGIES: tuple[str, ...] = ("auto", "default", "mirrored", "multiworker")
 #: how ``lr`` follows the global batch: ``linear`` multiplies it by the number of replicas
 SCALE_LR: tuple[str, ...] = ("linear", "none")
+#: where ``pipeline.make_dataset`` keeps the encoded records between epochs (``none``: reread the files)
+CACHE_MODES: tuple[str, ...] = ("memory", "none")
 #: options that may differ when a run is started again into its folder (everything else must match)
 RESUME_MAY_CHANGE: tuple[str, ...] = ("epochs", "patience", "cache", "out", "extra")
 
@@ -76,6 +77,9 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first option that is out of range."""
+        from facesegm_utils.losses import LOSS_NAMES
+        from facesegm_utils.model import ENCODER_WEIGHTS, ENCODERS, UPSAMPLING_MODES
+
         choices = {
             "loss": (self.loss, LOSS_NAMES),
             "class_weights": (self.class_weights, CLASS_WEIGHT_METHODS),
@@ -138,6 +142,8 @@ def resume_differences(record: dict[str, Any], cfg: TrainConfig, image_size: int
 
 def check_image_size(image_size: int, depth: int, encoder: str | None = None) -> None:
     """Raise ``ValueError`` if ``image_size`` is not divisible by the U-Net's total stride."""
+    from facesegm_utils.model import ENCODER_DEPTH
+
     factor = 2 ** (ENCODER_DEPTH if encoder else depth)
     if image_size < 1 or image_size % factor:
         raise ValueError(
@@ -208,6 +214,9 @@ def _none_or_int(text: str) -> int | None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``facesegm train``."""
+    from facesegm_utils.losses import LOSS_NAMES
+    from facesegm_utils.model import ENCODER_WEIGHTS, ENCODERS, UPSAMPLING_MODES
+
     d = TrainConfig(data="", out="")
     parser.add_argument("--data", required=True, help="prepared dataset folder (from `facesegm prepare`)")
     parser.add_argument(

@@ -20,14 +20,15 @@ ORDER = [
     "celebamask",
     "stats",
     "prepare",
-    "pipeline",
     "torchckpt",
     "efficientnet",
     "model",
     "losses",
     "optim",
     "trainconfig",
+    "pipeline",
     "callbacks",
+    "runs",
     "prediction",
     "metrics",
     "evaluation",
@@ -35,7 +36,9 @@ ORDER = [
     "viz",
     "inference",
     "recolor",
+    "clips",
     "video",
+    "recolor_cli",
     "widgets",
     "show",
     "course",
@@ -92,7 +95,8 @@ print("ok")
 def test_light_modules_do_not_import_tensorflow() -> None:
     code = (
         "import sys, facesegm_utils.synthetic, facesegm_utils.celebamask, facesegm_utils.metrics,"
-        " facesegm_utils.recolor, facesegm_utils.cli; print('tensorflow' in sys.modules)"
+        " facesegm_utils.recolor, facesegm_utils.cli, facesegm_utils.trainconfig, facesegm_utils.clips;"
+        " print('tensorflow' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]

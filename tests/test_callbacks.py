@@ -1,4 +1,4 @@
-"""Tests of the metric, model saving/loading and the ability to fit a few faces."""
+"""Tests of the metric, the callbacks and the ability to fit a few faces."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from test_training import prepared  # noqa: F401  (the tiny prepared dataset fix
 
 from facesegm_utils import callbacks
 from facesegm_utils.fileio import read_label_map, read_rgb
-from facesegm_utils.losses import CEDiceLoss, SoftDiceLoss, SparseCrossEntropy
+from facesegm_utils.losses import SparseCrossEntropy
 from facesegm_utils.model import build_unet
 
 
@@ -26,31 +26,6 @@ def test_overfits_four_faces(prepared: Path) -> None:  # noqa: F811 (the importe
     net.fit(x, y, epochs=80, batch_size=2, verbose=0)  # 160 steps
     acc = (keras.ops.convert_to_numpy(net(x)).argmax(-1) == y).mean()
     assert acc > 0.9
-
-
-@pytest.mark.parametrize("loss", [SparseCrossEntropy(), SoftDiceLoss(smooth=2.0), CEDiceLoss(0.5, 1.5)])
-def test_save_load_round_trip(tmp_path: Path, loss: keras.losses.Loss) -> None:
-    net = build_unet(16, base_filters=2, depth=1)
-    callbacks.compile_model(net, loss, 1e-3, 19)
-    x = np.random.default_rng(0).uniform(0, 255, (2, 16, 16, 3)).astype("float32")
-    y = np.random.default_rng(1).integers(0, 19, (2, 16, 16))
-    before = net.evaluate(x, y, verbose=0, return_dict=True)
-    net.save(tmp_path / "m.keras")
-    back = callbacks.load_model(tmp_path / "m.keras", compile=True)
-    assert type(back.loss) is type(loss) and back.loss.get_config() == loss.get_config()
-    after = back.evaluate(x, y, verbose=0, return_dict=True)
-    assert after["miou_model_size"] == pytest.approx(before["miou_model_size"], abs=1e-6) and after[
-        "loss"
-    ] == pytest.approx(before["loss"])
-    metric = keras.saving.deserialize_keras_object(
-        keras.saving.serialize_keras_object(callbacks.DatasetMeanIoU(19))
-    )
-    assert isinstance(metric, callbacks.DatasetMeanIoU) and metric.num_classes == 19
-    np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(back(x)), keras.ops.convert_to_numpy(net(x)), atol=1e-5
-    )
-    with pytest.raises(FileNotFoundError, match="model not found"):
-        callbacks.load_model(tmp_path / "missing.keras")
 
 
 def test_dataset_miou_is_dataset_level() -> None:

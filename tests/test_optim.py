@@ -69,7 +69,7 @@ def test_training_with_a_frozen_pretrained_encoder(tmp_path, monkeypatch: pytest
     import json
 
     from facesegm_utils import efficientnet, prepare, synthetic, training
-    from facesegm_utils.callbacks import load_model
+    from facesegm_utils.runs import load_model
     from facesegm_utils.trainconfig import TrainConfig
 
     monkeypatch.setenv("FACESEGM_CACHE", str(tmp_path / "cache"))
