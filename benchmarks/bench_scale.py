@@ -40,6 +40,21 @@ TARGET_MB_PER_FACE = 0.2
 VARIANTS = ("memory", "none", "disk", "decoded")
 
 
+def _augment_and_batch(ds, batch: int, seed: int):
+    """Paired augmentation from a seeded random stream, as ``make_dataset(training=True)`` does, then batches."""
+    import tensorflow as tf
+
+    from facesegm_utils import pipeline as pl
+
+    rand = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    cfg = pl.AugmentConfig()
+    ds = tf.data.Dataset.zip((ds, rand)).map(
+        lambda p, r: pl.augment_pair(p[0], p[1], tf.stack([r, tf.constant(seed, tf.int64)]), cfg),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    return ds.batch(batch).prefetch(tf.data.AUTOTUNE)
+
+
 def _decoded_cache_dataset(prep: Path, batch: int, seed: int = 0):
     """The earlier pipeline: decode first, cache decoded tensors, shuffle 2,048 decoded faces."""
     import tensorflow as tf
@@ -53,13 +68,7 @@ def _decoded_cache_dataset(prep: Path, batch: int, seed: int = 0):
     ds = tf.data.Dataset.from_tensor_slices((images, labels)).map(pl._read_record)
     ds = ds.map(pl._decoder(size, None), num_parallel_calls=tf.data.AUTOTUNE).cache()
     ds = ds.shuffle(min(len(images), 2048), seed=seed, reshuffle_each_iteration=True)
-    rand = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-    cfg = pl.AugmentConfig()
-    ds = tf.data.Dataset.zip((ds, rand)).map(
-        lambda p, r: pl.augment_pair(p[0], p[1], tf.stack([r, tf.constant(seed, tf.int64)]), cfg),
-        num_parallel_calls=tf.data.AUTOTUNE,
-    )
-    return ds.batch(batch).prefetch(tf.data.AUTOTUNE)
+    return _augment_and_batch(ds, batch, seed)
 
 
 def _disk_cache_dataset(prep: Path, batch: int, cache_file: Path, seed: int = 0):
@@ -75,13 +84,7 @@ def _disk_cache_dataset(prep: Path, batch: int, cache_file: Path, seed: int = 0)
     ds = tf.data.Dataset.from_tensor_slices((images, labels)).map(pl._read_record).cache(str(cache_file))
     ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
     ds = ds.map(pl._decoder(size, None), num_parallel_calls=tf.data.AUTOTUNE)
-    rand = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-    cfg = pl.AugmentConfig()
-    ds = tf.data.Dataset.zip((ds, rand)).map(
-        lambda p, r: pl.augment_pair(p[0], p[1], tf.stack([r, tf.constant(seed, tf.int64)]), cfg),
-        num_parallel_calls=tf.data.AUTOTUNE,
-    )
-    return ds.batch(batch).prefetch(tf.data.AUTOTUNE)
+    return _augment_and_batch(ds, batch, seed)
 
 
 def child(prep: Path, variant: str, batch: int, epochs: int) -> dict[str, float]:

@@ -20,7 +20,6 @@ Block ``i``'s output is the layer named ``block{i}_out``; blocks 0, 2, 4, 10 and
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -32,6 +31,7 @@ import keras
 import numpy as np
 
 from facesegm_utils.fileio import FacesegmError, atomic_write_text, default_file_mode
+from facesegm_utils.torchckpt import file_sha256
 
 #: (repeats, kernel, first stride, expansion, output filters) of the seven stages
 STAGES: tuple[tuple[int, int, int, int, int], ...] = (
@@ -204,20 +204,12 @@ def cache_file(stem: str = CACHE_STEM, checkpoint_sha256: str = CHECKPOINT_SHA25
     return cache_dir() / f"{stem}_{checkpoint_sha256[:16]}_c{CONVERTER_VERSION}.weights.h5"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _unverified(target: Path) -> str | None:
     """Why the cache file cannot be trusted (None: its hash is the one recorded beside it)."""
     record = target.with_name(target.name + ".sha256")
     if not record.is_file():
         return f"no recorded hash {record.name}"
-    if record.read_text().strip() != _sha256(target):
+    if record.read_text().strip() != file_sha256(target):
         return "its sha256 differs from the recorded one"
     return None
 
@@ -269,7 +261,7 @@ def converted_weights_file(
     try:
         model.save_weights(tmp)
         os.chmod(tmp, default_file_mode())
-        digest = _sha256(Path(tmp))
+        digest = file_sha256(tmp)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
