@@ -7,13 +7,14 @@ KERNEL := $(VENV)/share/jupyter/kernels/python3/kernel.json
 OUT    ?= outputs
 PROFILE ?= quick
 
-.PHONY: course test lint format lab install clean help
+.PHONY: course test lint format lab site install clean help
 
 help:
 	@echo "make course  - install, generate synthetic faces, run every notebook (quick profile) into $(OUT)/"
 	@echo "               (PROFILE=full, ARGS='--set EPOCHS=2 --data DIR' pass through to facesegm course)"
 	@echo "make test    - install, then run the unit tests and every notebook under pytest"
 	@echo "make lab     - JupyterLab on your working copies of the notebooks in lab/ (made on first use)"
+	@echo "make site    - the executed notebooks of make course ($(OUT)/) as a static site in $(OUT)/site/"
 	@echo "make lint    - ruff check and format check"
 
 $(BIN)/python:
@@ -56,6 +57,11 @@ format: $(STAMP)
 # --allow-root is passed only when running as root (and said so). ARGS go to jupyter lab.
 lab: $(STAMP) $(KERNEL)
 	$(BIN)/python -m facesegm_utils.lab $(ARGS)
+
+# The course as a site: renders what `make course` executed into $(OUT)/ (never re-executes) and says
+# how to open it.
+site: $(STAMP)
+	$(BIN)/facesegm site --course $(OUT)
 
 clean:
 	rm -rf $(OUT) .pytest_cache

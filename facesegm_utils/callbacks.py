@@ -2,7 +2,8 @@
 
 :class:`DatasetMeanIoU` is the metric every run reports; :class:`BestModelCheckpoint`,
 :class:`HistoryCSV` and :class:`NaNGuard` are the callbacks of :func:`facesegm_utils.training.train`
-(:func:`facesegm_utils.fileio.read_history` reads the ``history.csv`` they write).
+(:func:`facesegm_utils.fileio.read_history` reads the ``history.csv`` they write);
+:func:`run_callbacks` puts them together with Keras' own for a run folder.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from facesegm_utils.labels import NUM_CLASSES
 MIOU = "miou_model_size"
 #: the validation mIoU that picks the best checkpoint and drives early stopping
 VAL_MIOU = "val_" + MIOU
+#: epochs without a lower validation loss before ``--schedule plateau`` halves the rate (a third of
+#: ``--patience`` when that is set)
+PLATEAU_PATIENCE = 10
 
 
 # ----------------------------------------------------------------------------------------- metrics
@@ -83,14 +87,13 @@ class BestModelCheckpoint(keras.callbacks.Callback):
         self.path = Path(path)
         self.monitor = monitor
         self.best = initial_best
-        self.best_epoch: int | None = None
         self.export = export
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         value = (logs or {}).get(self.monitor)
         if value is None or not math.isfinite(float(value)) or float(value) <= self.best:
             return
-        self.best, self.best_epoch = float(value), epoch + 1
+        self.best = float(value)
         target = self.model
         if self.export is not None:
             target = self.export()
@@ -149,3 +152,42 @@ class NaNGuard(keras.callbacks.TerminateOnNaN):
         if loss is not None and not math.isfinite(float(loss)) and self.nan_epoch is None:
             self.nan_epoch = self.epoch + 1
         super().on_batch_end(batch, logs)
+
+
+def run_callbacks(
+    out: Path,
+    *,
+    patience: int | None,
+    schedule: str,
+    lr: float,
+    resuming: bool,
+    initial_best: float,
+    export: Any = None,
+) -> list[keras.callbacks.Callback]:
+    """The callbacks of a run writing into ``out``: ``backup/`` (the last epoch, kept after the end so
+    that a finished run can be extended), the best checkpoint, ``history.csv``, the NaN guard, early
+    stopping (when ``patience`` is set), TensorBoard logs and, with ``schedule="plateau"``, the plateau
+    rule."""
+    cbs: list[keras.callbacks.Callback] = [
+        keras.callbacks.BackupAndRestore(str(out / "backup"), delete_checkpoint=False),
+        BestModelCheckpoint(out / "model.keras", VAL_MIOU, initial_best, export),
+        HistoryCSV(out / "history.csv", append=resuming),
+        NaNGuard(),
+    ]
+    if patience is not None:
+        cbs.append(keras.callbacks.EarlyStopping(monitor=VAL_MIOU, mode="max", patience=patience, verbose=1))
+    if tensorboard_available():
+        cbs.append(keras.callbacks.TensorBoard(log_dir=str(out / "logs"), write_graph=False, profile_batch=0))
+    else:
+        print("note: the tensorboard package is not installed, so no TensorBoard logs are written")
+    if schedule == "plateau":
+        cbs.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss",
+                factor=0.5,
+                patience=PLATEAU_PATIENCE if patience is None else max(1, patience // 3),
+                min_lr=lr / 100,
+                verbose=1,
+            )
+        )
+    return cbs

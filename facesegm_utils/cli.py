@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("facesegm_utils.inference", "write label maps for an image or a folder"),
     "recolor": ("facesegm_utils.recolor_cli", "recolour lips, hair, ... in images, folders or videos"),
     "course": ("facesegm_utils.course", "run every course notebook with papermill"),
+    "site": ("facesegm_utils.website", "render the executed course notebooks as a static site (make site)"),
 }
 
 

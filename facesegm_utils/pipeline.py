@@ -50,6 +50,77 @@ def read_dataset_info(prep_dir: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class PreparedData:
+    """A prepared dataset as training reads it: its folder, ``dataset.json``, image size and split counts."""
+
+    folder: Path
+    info: dict[str, Any]
+    #: the size the model trains at: the one asked for, else the prepared one
+    image_size: int
+    #: images per split as ``dataset.json`` counts them (a split it does not count is left out)
+    counts: dict[str, int]
+
+
+def open_prepared(data: str | os.PathLike[str], image_size: int | None = None) -> PreparedData:
+    """The prepared folder ``data`` (the output of ``facesegm prepare``), checked: it holds
+    ``dataset.json`` and ``manifest.csv``, an image size (``image_size``, else the prepared size) and
+    training images. Raises ``FacesegmError`` naming what is missing."""
+    folder = Path(data)
+    if not folder.is_dir():
+        raise FacesegmError(
+            f"prepared dataset folder not found: {folder}; expected the output of `facesegm prepare` "
+            "(train/ val/ test/, manifest.csv, dataset.json)"
+        )
+    missing = [n for n in ("dataset.json", "manifest.csv") if not (folder / n).is_file()]
+    if missing:
+        raise FacesegmError(
+            f"{folder} is not a prepared dataset: {', '.join(missing)} missing; run `facesegm prepare` first"
+        )
+    info = read_dataset_info(folder)
+    size = (
+        info["size"][0] if isinstance(info["size"], (list, tuple)) else info["size"]
+    )  # read_dataset_info checks
+    size = int(image_size or size or 0)
+    if not size:
+        raise FacesegmError(f"no image size given and none found in {folder / 'dataset.json'}")
+    counts = info.get("counts") or info.get("split_counts") or {}
+    counts = {k: int(v) for k, v in counts.items() if v is not None} if isinstance(counts, dict) else {}
+    if counts.get("train") == 0:
+        raise FacesegmError(f"the prepared dataset {folder} has no training images")
+    return PreparedData(folder, info, size, counts)
+
+
+def training_datasets(
+    data: PreparedData,
+    global_batch: int,
+    replicas: int,
+    *,
+    augment: bool,
+    cache: str,
+    seed: int,
+    repeat: bool,
+) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+    """The training and validation datasets of ``global_batch``, sharded by data over ``replicas``.
+
+    With several replicas a partial last batch cannot be shared evenly, so it is dropped (from the
+    validation split only when the split fills at least one batch).
+    """
+    common = dict(cache=cache, seed=seed, image_size=data.image_size)
+    train_ds = make_dataset(
+        data.folder, "train", global_batch, training=True, augment=augment, shuffle=True,
+        drop_remainder=replicas > 1, repeat=repeat, **common,
+    )  # fmt: skip
+    full_val = data.counts.get("val", 0) >= global_batch
+    val_ds = make_dataset(
+        data.folder, "val", global_batch, drop_remainder=replicas > 1 and full_val, **common
+    )
+    # records are read from a list of files, not from files a reader op could split: shard by DATA
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return train_ds.with_options(options), val_ds.with_options(options)
+
+
+@dataclass(frozen=True)
 class AugmentConfig:
     """Training augmentation. Set a field to 0 (or an equal pair) to switch that part off."""
 

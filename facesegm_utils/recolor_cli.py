@@ -3,6 +3,8 @@
 The part's weight comes from a trained model (``--model``, through
 :class:`facesegm_utils.inference.FaceParser`) or from given label maps (``--labels``); videos are
 recoloured frame by frame with the temporal smoothing of :func:`facesegm_utils.video.recolor_sequence`.
+With ``--align auto`` (the default) each face is parsed in its CelebA-HQ crop; in a video the faces
+are detected every few frames and followed in between (:class:`facesegm_utils.track.FaceTracker`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from facesegm_utils.fileio import FacesegmError, read_label_map, read_rgb, write_image_atomic
-from facesegm_utils.inference import IMAGE_SUFFIXES, FaceParser, list_images
+from facesegm_utils.inference import IMAGE_SUFFIXES, FaceParser, add_align_argument, list_images
 from facesegm_utils.labels import NUM_CLASSES
 from facesegm_utils.recolor import METHODS, RECOLOR_PARTS, parse_color, part_classes, valid_parts
 from facesegm_utils.video import VIDEO_SUFFIXES, VideoReader, VideoWriter, recolor_sequence
@@ -73,6 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--labels", default=None, help="a label map PNG (or a folder of {stem}.png) to use instead"
     )
     parser.add_argument("--batch-size", type=int, default=8, help="frames/images per model call (default 8)")
+    add_align_argument(parser)
 
 
 def _check_args(args: argparse.Namespace) -> tuple[Path, Path, bool]:
@@ -112,7 +115,7 @@ def _recolor_video(
     shape = (reader.size[1], reader.size[0])
     frames_in, frames_for_model = itertools.tee(iter(reader))
     if parser is not None:
-        maps: Iterable[np.ndarray] = parser.iter_batches(frames_for_model, proba=True)
+        maps: Iterable[np.ndarray] = parser.iter_batches(frames_for_model, proba=True, video=True)
     else:
         lbl = _check_labels(read_label_map(args.labels), shape, Path(args.labels))
         maps = itertools.repeat(lbl)  # the same map for every frame
@@ -163,7 +166,11 @@ def _recolor_images(
 def run_cli(args: argparse.Namespace) -> int:
     """Run ``facesegm recolor``."""
     src, out, is_video = _check_args(args)
-    parser = FaceParser(args.model, batch_size=args.batch_size) if args.model is not None else None
+    parser = (
+        FaceParser(args.model, batch_size=args.batch_size, align=args.align)
+        if args.model is not None
+        else None
+    )
     options = dict(
         part=args.part, color=args.color, strength=args.strength, method=args.method, feather=args.feather
     )

@@ -34,6 +34,9 @@ ORDER = [
     "evaluation",
     "training",
     "viz",
+    "detect",
+    "align",
+    "track",
     "inference",
     "recolor",
     "clips",
@@ -41,8 +44,10 @@ ORDER = [
     "recolor_cli",
     "widgets",
     "show",
+    "exercises",
     "course",
     "lab",
+    "website",
     "cli",
 ]
 
@@ -103,11 +108,14 @@ def test_light_modules_do_not_import_tensorflow() -> None:
     assert out.stdout.strip() == "False"
 
 
-#: the longest function the package may hold (docstring included); longer ones are split into named parts
-MAX_FUNCTION_LINES = 60
+#: a hard ceiling, not the target: functions should read top to bottom in about 60 lines (docstring
+#: included) and may run longer when one linear story reads better whole (``training.train``); split a
+#: function where a named part helps the reader, never just to get under a number
+MAX_FUNCTION_LINES = 80
 
 
-def test_functions_stay_short() -> None:
+def test_functions_stay_readable_length() -> None:
+    """No package function over 80 lines (about 60 is the guidance; 80 catches the ones that sprawl)."""
     long = []
     for path in sorted(PACKAGE.glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):

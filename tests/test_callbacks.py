@@ -35,3 +35,24 @@ def test_dataset_miou_is_dataset_level() -> None:
     metric.update_state(np.array([[2, 2]])[..., None], eye[[2, 2]][None])  # class 2 perfect
     # IoU: class 0 = 1/2, class 1 = 0/1, class 2 = 2/2 -> mean 0.5 (a mean of per-batch mIoUs would be 0.625)
     assert float(metric.result()) == pytest.approx(0.5)
+
+
+def test_early_stopping_never_cuts_a_profile_run_short(tmp_path: Path) -> None:
+    """The README's promise: with the default options no profile's run stops before its last epoch
+    (the profiles train 36 and 60 epochs; a patience of 30 would have cut them)."""
+    import json
+
+    from facesegm_utils.trainconfig import TrainConfig
+
+    profiles = json.loads((Path(__file__).parent.parent / "notebooks" / "profiles.json").read_text())
+    epochs = [p["notebooks"]["04_training"]["EPOCHS"] for k, p in profiles.items() if not k.startswith("_")]
+    d = TrainConfig(data="", out="")
+    cbs = callbacks.run_callbacks(
+        tmp_path, patience=d.patience, schedule=d.schedule, lr=d.lr, resuming=False, initial_best=-np.inf
+    )
+    stoppers = [cb for cb in cbs if isinstance(cb, keras.callbacks.EarlyStopping)]
+    assert all(cb.patience >= max(epochs) for cb in stoppers), (epochs, [cb.patience for cb in stoppers])
+    cbs = callbacks.run_callbacks(
+        tmp_path, patience=5, schedule="plateau", lr=1e-3, resuming=False, initial_best=-np.inf
+    )
+    assert [cb.patience for cb in cbs if isinstance(cb, keras.callbacks.EarlyStopping)] == [5]
