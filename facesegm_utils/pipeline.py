@@ -1,15 +1,19 @@
-"""The tf.data input pipeline over a prepared dataset, with paired augmentation and class weights.
+"""The tf.data input pipeline over a prepared dataset, with paired augmentation.
 
 :func:`make_dataset` yields ``(image, label)`` batches: ``image`` float32 RGB in [0, 255] of shape
-(B, S, S, 3) and ``label`` int32 (B, S, S); with ``class_weights`` it adds a float32 (B, S, S)
-per-pixel weight map. Augmentation (training only) draws each random value once per example and
+(B, S, S, 3) and ``label`` int32 (B, S, S). Class weights are not applied here: training weights
+the cross-entropy in the loss (:mod:`facesegm_utils.losses`); :func:`class_weights` computes them
+from the prepared dataset's pixel frequencies. Augmentation (training only) draws each random value once per example and
 applies it to the image and the label alike: a horizontal flip that also swaps the left/right
 classes, one affine transform (scale, rotation, translation; image bilinear, label nearest), and
 colour jitter on the image only. All random ops are stateless and seeded per example, so a run is
 reproducible from ``seed``.
 
-Memory stays bounded at any dataset size: the cache and the shuffle buffer hold the prepared
-files' encoded bytes (or only their names), and decoding happens after them, per element.
+Host memory: ``cache="none"`` shuffles file names and rereads the files every epoch, so it stays
+flat with the dataset's size; ``cache="memory"`` keeps the prepared files' encoded bytes (about 0.08
+MB a face), and falls back to ``none`` above its budget. Decoding always happens after the cache and
+the shuffle, per element. (A ``disk`` mode was removed: its shuffle buffer held every encoded record
+in memory, the same as ``memory``; see benchmarks/README.md, bench_scale.)
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -94,7 +97,6 @@ def training_datasets(
     *,
     augment: bool,
     cache: str,
-    cache_dir: Path,
     seed: int,
     repeat: bool,
 ) -> tuple[tf.data.Dataset, tf.data.Dataset]:
@@ -103,7 +105,7 @@ def training_datasets(
     With several replicas a partial last batch cannot be shared evenly, so it is dropped (from the
     validation split only when the split fills at least one batch).
     """
-    common = dict(cache=cache, cache_dir=cache_dir, seed=seed, image_size=data.image_size)
+    common = dict(cache=cache, seed=seed, image_size=data.image_size)
     train_ds = make_dataset(
         data.folder, "train", global_batch, training=True, augment=augment, shuffle=True,
         drop_remainder=replicas > 1, repeat=repeat, **common,
@@ -238,48 +240,31 @@ def default_cache_budget_bytes() -> int:
         return 2 << 30
 
 
-def resolve_cache(
-    cache: str | bool,
-    files: list[str],
-    *,
-    cache_dir: str | os.PathLike[str] | None = None,
-    budget_bytes: int | None = None,
-) -> str:
-    """The cache mode to use for ``files`` (``memory``, ``disk`` or ``none``).
+def resolve_cache(cache: str | bool, files: list[str], *, budget_bytes: int | None = None) -> str:
+    """The cache mode to use for ``files`` (``memory`` or ``none``).
 
     The encoded files' total size estimates the cache. ``memory`` above ``budget_bytes`` (default:
-    a quarter of physical memory) and ``disk`` above the free space of ``cache_dir`` fall back to
-    ``none`` (read the prepared files every epoch) with a one-line notice. True/False mean
-    ``memory``/``none``.
+    a quarter of physical memory) falls back to ``none`` (read the prepared files every epoch) with
+    a one-line notice. True/False mean ``memory``/``none``.
     """
     mode = {True: "memory", False: "none"}.get(cache, cache) if isinstance(cache, bool) else cache
     if mode not in CACHE_MODES:
-        raise ValueError(f"unknown cache {cache!r}; expected one of {', '.join(CACHE_MODES)}")
+        removed = " ('disk' was removed: it held every record in memory; 'none' is the bounded mode)"
+        raise ValueError(
+            f"unknown cache {cache!r}; expected one of {', '.join(CACHE_MODES)}{removed if mode == 'disk' else ''}"
+        )
     if mode == "none":
         return mode
-    if mode == "disk" and cache_dir is None:
-        raise ValueError("cache='disk' needs cache_dir, the folder to write the cache file in")
     need = sum(os.path.getsize(f) for f in files)
-    if mode == "memory":
-        budget, where = (default_cache_budget_bytes() if budget_bytes is None else budget_bytes), "budget"
-    else:
-        Path(cache_dir).mkdir(parents=True, exist_ok=True)  # type: ignore[arg-type]
-        budget, where = shutil.disk_usage(cache_dir).free, f"free space in {cache_dir}"  # type: ignore[arg-type]
+    budget = default_cache_budget_bytes() if budget_bytes is None else budget_bytes
     if need > budget:
         print(
-            f"cache: {mode} cache of {need / 2**20:.0f} MB would exceed the {where} "
+            f"cache: memory cache of {need / 2**20:.0f} MB would exceed the budget "
             f"({budget / 2**20:.0f} MB); reading the prepared files every epoch instead (cache=none)",
             file=sys.stderr,
         )
         return "none"
     return mode
-
-
-def _clear_file_cache(prefix: Path) -> None:
-    """Remove an earlier run's cache files (and a stale lock) at ``prefix``: each dataset starts afresh."""
-    for f in prefix.parent.glob(prefix.name + "*"):
-        if f.is_file():
-            f.unlink()
 
 
 def make_dataset(
@@ -291,10 +276,8 @@ def make_dataset(
     augment: AugmentConfig | bool | None = None,
     shuffle: bool | None = None,
     cache: str | bool = "none",
-    cache_dir: str | os.PathLike[str] | None = None,
     cache_budget_bytes: int | None = None,
     seed: int = 0,
-    class_weights: np.ndarray | None = None,
     drop_remainder: bool = False,
     repeat: bool = False,
     image_size: int | None = None,
@@ -303,13 +286,11 @@ def make_dataset(
 
     ``training`` turns on shuffling and augmentation unless ``shuffle``/``augment`` say otherwise
     (``augment`` may be an :class:`AugmentConfig`, True for the default one, or False).
-    ``cache`` (``none`` by default; training uses ``memory``; see :func:`resolve_cache`) keeps the
-    *encoded* bytes of the prepared files (about 0.1 MB a face at 512²), never decoded tensors;
-    decoding, resizing and casting come after the cache, and shuffling reorders file names or
-    encoded records, so memory does not grow with decoded pixels. ``disk`` writes the cache file in
-    ``cache_dir`` (rewritten by every new dataset). ``image_size`` resizes (image bilinear, label
-    nearest) when it differs from the prepared size. With ``class_weights`` (19 floats) each
-    element also carries ``weight = class_weights[label]``.
+    ``cache`` (``none`` by default; training uses ``memory``; see :func:`resolve_cache`): ``memory``
+    keeps the *encoded* bytes of the prepared files (about 0.08 MB a face at 512²), never decoded
+    tensors, and shuffles those records; ``none`` shuffles file names and rereads the files, so host
+    memory stays flat with the dataset's size. Decoding, resizing and casting come after the cache.
+    ``image_size`` resizes (image bilinear, label nearest) when it differs from the prepared size.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -318,16 +299,12 @@ def make_dataset(
     items = split_items(prep_dir, split)
     images, labels = [str(it[1]) for it in items], [str(it[2]) for it in items]
     shuffle = training if shuffle is None else shuffle
-    weights = _weights_constant(class_weights)
-    mode = resolve_cache(cache, images + labels, cache_dir=cache_dir, budget_bytes=cache_budget_bytes)
-    disk_prefix = Path(cache_dir) / f"{split}.tfcache" if mode == "disk" else None  # type: ignore[arg-type]
-    ds = _encoded_records(images, labels, mode, bool(shuffle), seed, disk_prefix)
+    mode = resolve_cache(cache, images + labels, budget_bytes=cache_budget_bytes)
+    ds = _encoded_records(images, labels, mode, bool(shuffle), seed)
     if repeat:
         ds = ds.repeat()
     ds = ds.map(_decoder(size, image_size), num_parallel_calls=tf.data.AUTOTUNE)
     ds = _augmented(ds, _augment_config(training, augment), seed)
-    if weights is not None:
-        ds = ds.map(lambda x, y: (x, y, tf.gather(weights, y)), num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     return ds.prefetch(tf.data.AUTOTUNE)
 
@@ -339,29 +316,17 @@ def _augment_config(training: bool, augment: AugmentConfig | bool | None) -> Aug
     return augment or None
 
 
-def _weights_constant(class_weights: np.ndarray | None) -> tf.Tensor | None:
-    """``class_weights`` as a constant, after checking it holds one finite float per class."""
-    if class_weights is None:
-        return None
-    weights = np.asarray(class_weights, np.float32)
-    if weights.shape != (NUM_CLASSES,) or not np.all(np.isfinite(weights)):
-        raise ValueError(f"class_weights must be {NUM_CLASSES} finite floats, got shape {weights.shape}")
-    return tf.constant(weights)
-
-
 def _encoded_records(
-    images: list[str], labels: list[str], mode: str, shuffle: bool, seed: int, disk_prefix: Path | None
+    images: list[str], labels: list[str], mode: str, shuffle: bool, seed: int
 ) -> tf.data.Dataset:
-    """Encoded (image, label) file bytes, cached as ``mode`` says and shuffled as records or names."""
+    """Encoded (image, label) file bytes, cached in memory and shuffled as records, or shuffled as names."""
     ds = tf.data.Dataset.from_tensor_slices((images, labels))
     if shuffle and mode == "none":  # shuffle file names, then read
         ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
     ds = ds.map(_read_record, num_parallel_calls=tf.data.AUTOTUNE)
     if mode == "none":
         return ds
-    if disk_prefix is not None:
-        _clear_file_cache(disk_prefix)
-    ds = ds.cache(str(disk_prefix) if disk_prefix is not None else "")
+    ds = ds.cache()  # in memory, within the budget resolve_cache checked
     if shuffle:  # shuffle encoded records (the buffer shares the cached byte strings)
         ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
     return ds

@@ -1,7 +1,7 @@
 """The one prediction path: images of any size in, class probabilities at each image's own size out.
 
 Every caller that turns a trained U-Net's output into a prediction goes through
-:func:`predict_proba`: the end-of-training test score, ``facesegm evaluate --model``,
+:func:`predict_proba`: ``facesegm evaluate --model`` (the course's test score, notebook 05),
 ``facesegm predict``, :class:`~facesegm_utils.inference.FaceParser`, recolouring and the notebooks.
 So a model gets one score, whichever way it is asked.
 

@@ -25,7 +25,7 @@ STRATEGIES: tuple[str, ...] = ("auto", "default", "mirrored", "multiworker")
 #: how ``lr`` follows the global batch: ``linear`` multiplies it by the number of replicas
 SCALE_LR: tuple[str, ...] = ("linear", "none")
 #: where ``pipeline.make_dataset`` keeps the encoded records between epochs (``none``: reread the files)
-CACHE_MODES: tuple[str, ...] = ("memory", "disk", "none")
+CACHE_MODES: tuple[str, ...] = ("memory", "none")
 #: options that may differ when a run is started again into its folder (everything else must match)
 RESUME_MAY_CHANGE: tuple[str, ...] = ("epochs", "patience", "cache", "out", "extra")
 
@@ -324,5 +324,5 @@ def _add_fit_arguments(parser: argparse.ArgumentParser, d: TrainConfig) -> None:
         choices=CACHE_MODES,
         default=d.cache,
         help="keep the encoded prepared files in memory (default; falls back to none above a quarter "
-        "of the RAM), in a file under OUT/cache (disk), or reread them every epoch (none)",
+        "of the RAM) or reread them every epoch (none: memory flat with the dataset's size)",
     )

@@ -179,7 +179,7 @@ def train(
         )
         train_ds, val_ds = pipeline.training_datasets(
             data, plan.global_batch, plan.replicas, augment=cfg.augment, cache=cfg.cache,
-            cache_dir=out / "cache", seed=cfg.seed, repeat=cfg.max_steps_per_epoch is not None,
+            seed=cfg.seed, repeat=cfg.max_steps_per_epoch is not None,
         )  # fmt: skip
         loss = get_loss(cfg.loss, weights)  # the Dice loss uses no class weights
         record = runs.new_record(cfg, data, plan, policy, type(strategy).__name__, loss, state.segments)

