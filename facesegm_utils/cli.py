@@ -37,6 +37,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("facesegm_utils.inference", "write label maps for an image or a folder"),
     "recolor": ("facesegm_utils.video", "recolour lips, hair, ... in images, folders or videos"),
     "course": ("facesegm_utils.course", "run every course notebook with papermill"),
+    "export": ("facesegm_utils.export", "export a model to ONNX, LiteRT or SavedModel with checked parity"),
+    "serve": ("facesegm_utils.serve", "serve the live recolour page (web/) for a model on 127.0.0.1"),
 }
 
 

@@ -38,6 +38,8 @@ ORDER = [
     "video",
     "widgets",
     "show",
+    "export",
+    "serve",
     "course",
     "lab",
     "cli",
