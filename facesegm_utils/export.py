@@ -110,14 +110,20 @@ def load_exported(path: str | os.PathLike[str], threads: int | None = None) -> E
 
 
 # -------------------------------------------------------------------------------------- parity
+def parity_face_ids() -> list[int]:
+    """The ids of the quick profile's synthetic test faces (seed 0, 400 faces, official split)."""
+    from facesegm_utils.layout import official_split_of
+    from facesegm_utils.synthetic import orig_index
+
+    return [k for k in range(PARITY_COUNT) if official_split_of(orig_index(PARITY_SEED, k)) == "test"]
+
+
 def parity_faces(size: int, count: int = 16) -> list[np.ndarray]:
     """The first ``count`` faces of the quick profile's synthetic test split, at ``size`` x ``size``."""
-    from facesegm_utils.layout import official_split_of
     from facesegm_utils.prediction import resize_image
-    from facesegm_utils.synthetic import generate_face, orig_index
+    from facesegm_utils.synthetic import generate_face
 
-    ids = [k for k in range(PARITY_COUNT) if official_split_of(orig_index(PARITY_SEED, k)) == "test"]
-    faces = [generate_face(PARITY_SEED, k, PARITY_SIZE)[0] for k in ids[:count]]
+    faces = [generate_face(PARITY_SEED, k, PARITY_SIZE)[0] for k in parity_face_ids()[:count]]
     return [resize_image(f, size) for f in faces]
 
 

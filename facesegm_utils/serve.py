@@ -15,10 +15,13 @@ import http.server
 import json
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from facesegm_utils.export import EXPORT_JSON, export_model, file_digest
-from facesegm_utils.fileio import FacesegmError
+from facesegm_utils.fileio import FacesegmError, atomic_write_bytes
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 ORT_DIST = Path("node_modules") / "onnxruntime-web" / "dist"
@@ -85,6 +88,19 @@ def serve_in_thread(model_dir: str | os.PathLike[str], port: int = 0) -> tuple[h
     server = make_server(model_dir, port)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}/"
+
+
+def write_y4m(path: str | os.PathLike[str], frames: Sequence[np.ndarray], fps: int = 30) -> Path:
+    """Write RGB uint8 frames (all one even size) as a Y4M clip (YUV 4:2:0), the format Chromium's
+    fake camera plays (``--use-file-for-fake-video-capture=PATH``): the page can be tried without one."""
+    import cv2
+
+    h, w = frames[0].shape[:2]
+    if h % 2 or w % 2 or any(f.shape != (h, w, 3) or f.dtype != np.uint8 for f in frames):
+        raise ValueError(f"expected RGB uint8 frames of one even size, got {[f.shape for f in frames]}")
+    header = f"YUV4MPEG2 W{w} H{h} F{int(fps)}:1 Ip A1:1 C420jpeg\n".encode()
+    data = b"".join(b"FRAME\n" + cv2.cvtColor(f, cv2.COLOR_RGB2YUV_I420).tobytes() for f in frames)
+    return atomic_write_bytes(path, header + data, fsync=False)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -9,30 +9,8 @@ import numpy as np
 import pytest
 
 from facesegm_utils import cli, export, labels
-from facesegm_utils.celebamask import merge_parts
-from facesegm_utils.synthetic import generate_face
 
-SIZE = 64
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A run folder with a tiny U-Net trained briefly on synthetic faces at 64² (not a random model:
-    its logits have clear winners, as a trained model's do)."""
-    import keras
-
-    from facesegm_utils.model import build_unet
-
-    keras.utils.set_random_seed(0)
-    faces = [generate_face(1, k, SIZE) for k in range(16)]
-    x = np.stack([f[0] for f in faces]).astype(np.float32)
-    y = np.stack([merge_parts(f[1]) for f in faces])
-    model = build_unet(SIZE, base_filters=4, depth=2)
-    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
-    model.fit(x, y, batch_size=8, epochs=25, verbose=0)
-    run = tmp_path_factory.mktemp("tiny_run")
-    model.save(run / "model.keras")
-    return run
+SIZE = 64  # the tiny_run fixture's input size (conftest)
 
 
 @pytest.fixture(scope="module")
