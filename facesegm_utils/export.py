@@ -141,6 +141,34 @@ def parity(reference: Any, other: Any, images: Sequence[np.ndarray]) -> dict[str
     return {"argmax_agreement": agree / max(pixels, 1), "max_prob_diff": worst, "images": len(images)}
 
 
+def latency_ms(models: dict[str, Any], size: int, rounds: int = 5, calls: int = 3) -> dict[str, float]:
+    """Median milliseconds per image of each model's ``predict_on_batch`` on one random ``size``²
+    image, the models interleaved over ``rounds`` of ``calls`` calls (so load changes hit all alike)."""
+    import statistics
+
+    x = np.random.default_rng(0).uniform(0, 255, (1, size, size, 3)).astype(np.float32)
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(rounds):
+        for name, model in models.items():
+            model.predict_on_batch(x)  # warm-up: first calls build kernels and caches
+            start = time.perf_counter()
+            for _ in range(calls):
+                model.predict_on_batch(x)
+            times[name].append(1000 * (time.perf_counter() - start) / calls)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def parity_table(manifest: dict[str, Any]) -> str:
+    """A Markdown table of ``export.json``'s files: size, argmax agreement, largest probability difference."""
+    rows = ["| file | variant | MB | argmax agreement with Keras | largest probability difference |",
+            "|---|---|---:|---:|---:|"]
+    for name, info in manifest["files"].items():
+        fig = manifest["parity"][info["variant"]]
+        rows.append(f"| `{name}` | {info['variant']} | {info['bytes'] / 1e6:.2f} | "
+                    f"{fig['argmax_agreement']:.4%} | {fig['max_prob_diff']:.1e} |")
+    return "\n".join(rows)
+
+
 # -------------------------------------------------------------------------------------- export
 def check_out(out: str | os.PathLike[str]) -> Path:
     """The output folder (created); ``FacesegmError`` when the path is a file."""
@@ -151,8 +179,9 @@ def check_out(out: str | os.PathLike[str]) -> Path:
     return out
 
 
-def _write_variant(model: Any, variant: str, path: Path, images: Sequence[np.ndarray]) -> None:
-    """One exported file, written beside under a temporary name and renamed (never half written)."""
+def write_variant(model: Any, variant: str, path: Path, images: Sequence[np.ndarray]) -> None:
+    """Write ``model`` as ``variant`` (a name in :data:`FILES` or :data:`INT8`) to ``path``: under a
+    temporary name, then renamed (never half written). ``images`` calibrate the int8 variant."""
     import shutil
 
     import tensorflow as tf
@@ -238,7 +267,7 @@ def export_model(
     failed = []
     for variant, name in variants.items():
         start = time.perf_counter()
-        _write_variant(model, variant, out / name, images)
+        write_variant(model, variant, out / name, images)
         seconds = time.perf_counter() - start
         manifest["files"][name] = {"variant": variant, **file_digest(out / name)}
         figures = parity(model, load_exported(out / name), images)

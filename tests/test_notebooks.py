@@ -48,8 +48,8 @@ def _declared(cell: nbformat.NotebookNode) -> dict[str, object]:
     return declared
 
 
-def test_there_are_six_ordered_notebooks() -> None:
-    assert [nb.name[:2] for nb in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06"]
+def test_there_are_seven_ordered_notebooks() -> None:
+    assert [nb.name[:2] for nb in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06", "07"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
