@@ -39,11 +39,22 @@ MODELS = {
     "Lite0 U-Net (default)": {"encoder": "efficientnet_lite0", "decoder_filters": 16},
 }
 THREADS = 2
-LAUNCH = ["--headless", "--no-sandbox", "--disable-quic", "--no-first-run", "--disable-background-networking",
-          "--disable-component-update", "--disable-sync", "--use-fake-ui-for-media-stream",
-          "--use-fake-device-for-media-stream"]
-GPU_FLAGS = {"wasm": ["--disable-gpu"], "webgl": ["--use-angle=swiftshader", "--enable-unsafe-swiftshader"],
-             "webgpu": ["--enable-unsafe-webgpu", "--enable-unsafe-swiftshader", "--use-angle=swiftshader"]}
+LAUNCH = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+]
+GPU_FLAGS = {
+    "wasm": ["--disable-gpu"],
+    "webgl": ["--use-angle=swiftshader", "--enable-unsafe-swiftshader"],
+    "webgpu": ["--enable-unsafe-webgpu", "--enable-unsafe-swiftshader", "--use-angle=swiftshader"],
+}
 
 
 def build(name: str, size: int, folder: Path) -> Path:
@@ -58,7 +69,9 @@ def build(name: str, size: int, folder: Path) -> Path:
     return path
 
 
-def python_latency(name: str, size: int, folder: Path, rounds: int, calls: int) -> dict[str, dict[str, float]]:
+def python_latency(
+    name: str, size: int, folder: Path, rounds: int, calls: int
+) -> dict[str, dict[str, float]]:
     """Median ms per image and file size of each runtime, run interleaved."""
     from facesegm_utils.prediction import load
 
@@ -66,7 +79,11 @@ def python_latency(name: str, size: int, folder: Path, rounds: int, calls: int) 
     model = load(source)
     model(np.zeros((1, size, size, 3), np.float32))
     runners = {"Keras": (model, source.stat().st_size)}
-    for variant, file in (("onnx", "model.onnx"), ("litert_float32", "f32.tflite"), ("litert_float16", "f16.tflite")):
+    for variant, file in (
+        ("onnx", "model.onnx"),
+        ("litert_float32", "f32.tflite"),
+        ("litert_float16", "f16.tflite"),
+    ):
         path = folder / f"{source.stem}_{file}"
         export.write_variant(model, variant, path, [])
         runners[variant] = (export.load_exported(path, threads=THREADS), path.stat().st_size)
@@ -86,8 +103,9 @@ def page_speed(run: Path, backend: str, seconds: float) -> dict[str, float | str
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=args)
             page = browser.new_page()
             page.goto(f"{url}?backend={backend}")
-            page.wait_for_function("document.body.dataset.fps || document.body.dataset.state === 'error'",
-                                   timeout=120_000)
+            page.wait_for_function(
+                "document.body.dataset.fps || document.body.dataset.state === 'error'", timeout=120_000
+            )
             if page.evaluate("document.body.dataset.state") == "error":
                 return {"error": page.inner_text("#status")}
             fps, ms = [], []
@@ -115,7 +133,7 @@ def browser_runs(folder: Path, seconds: float) -> list[tuple[str, int, str, dict
             result = page_speed(run, backend, seconds)
         except Exception as exc:  # noqa: BLE001 - a backend headless Chromium lacks is a result
             result = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"}
-        manifest = (run / "export" / export.EXPORT_JSON)
+        manifest = run / "export" / export.EXPORT_JSON
         parity = __import__("json").loads(manifest.read_text())["parity"]["onnx"] if manifest.exists() else {}
         print(name, size, backend, result, flush=True)
         rows.append((name, size, backend, {**result, "parity": parity}))
@@ -140,8 +158,11 @@ def markdown(python: dict, browser: list, args: argparse.Namespace, load: str) -
     for (name, size), r in python.items():
         ms = [r[k]["ms"] for k in ("Keras", "onnx", "litert_float32", "litert_float16")]
         mb = " / ".join(f"{r[k]['mb']:.2f}" for k in ("Keras", "onnx", "litert_float32", "litert_float16"))
-        lines.append(f"| {name} | {size}² | " + " | ".join(f"{m:.1f} ms" for m in ms)
-                     + f" | {ms[1] / ms[0]:.2f}x | {mb} |")
+        lines.append(
+            f"| {name} | {size}² | "
+            + " | ".join(f"{m:.1f} ms" for m in ms)
+            + f" | {ms[1] / ms[0]:.2f}x | {mb} |"
+        )
     lines += [
         "",
         f"### The live page in headless Chromium (onnxruntime-web), fake camera, median over {args.seconds} s",

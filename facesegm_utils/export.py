@@ -65,6 +65,8 @@ def _onnx_runner(path: Path, threads: int | None) -> tuple[int, Callable[[np.nda
     opts = ort.SessionOptions()
     if threads:
         opts.intra_op_num_threads = threads
+    # threads that spin while waiting for work cost 5x on a CPU shared with other jobs (measured here)
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
     return int(sess.get_inputs()[0].shape[1]), lambda x: sess.run(None, {name: x})[0]
@@ -105,7 +107,9 @@ def load_exported(path: str | os.PathLike[str], threads: int | None = None) -> E
     elif path.is_dir() and (path / "saved_model.pb").is_file():
         size, run = _savedmodel_runner(path, threads)
     else:
-        raise FacesegmError(f"cannot load {path}: expected a .onnx file, a .tflite file or a SavedModel folder")
+        raise FacesegmError(
+            f"cannot load {path}: expected a .onnx file, a .tflite file or a SavedModel folder"
+        )
     return ExportedModel(path, size, run)
 
 
@@ -160,12 +164,16 @@ def latency_ms(models: dict[str, Any], size: int, rounds: int = 5, calls: int = 
 
 def parity_table(manifest: dict[str, Any]) -> str:
     """A Markdown table of ``export.json``'s files: size, argmax agreement, largest probability difference."""
-    rows = ["| file | variant | MB | argmax agreement with Keras | largest probability difference |",
-            "|---|---|---:|---:|---:|"]
+    rows = [
+        "| file | variant | MB | argmax agreement with Keras | largest probability difference |",
+        "|---|---|---:|---:|---:|",
+    ]
     for name, info in manifest["files"].items():
         fig = manifest["parity"][info["variant"]]
-        rows.append(f"| `{name}` | {info['variant']} | {info['bytes'] / 1e6:.2f} | "
-                    f"{fig['argmax_agreement']:.4%} | {fig['max_prob_diff']:.1e} |")
+        rows.append(
+            f"| `{name}` | {info['variant']} | {info['bytes'] / 1e6:.2f} | "
+            f"{fig['argmax_agreement']:.4%} | {fig['max_prob_diff']:.1e} |"
+        )
     return "\n".join(rows)
 
 
@@ -229,10 +237,20 @@ def _manifest(out: Path, source: Path, size: int) -> dict[str, Any]:
             return old
     return {
         "source": {"model": str(source), "sha256": source_hash},
-        "input": {"name": "image", "shape": [1, size, size, 3], "layout": "NHWC", "dtype": "float32",
-                  "color": "RGB", "range": [0, 255]},
-        "output": {"shape": [1, size, size, NUM_CLASSES], "layout": "NHWC", "dtype": "float32",
-                   "kind": "logits (softmax over the last axis gives probabilities)"},
+        "input": {
+            "name": "image",
+            "shape": [1, size, size, 3],
+            "layout": "NHWC",
+            "dtype": "float32",
+            "color": "RGB",
+            "range": [0, 255],
+        },
+        "output": {
+            "shape": [1, size, size, NUM_CLASSES],
+            "layout": "NHWC",
+            "dtype": "float32",
+            "kind": "logits (softmax over the last axis gives probabilities)",
+        },
         "classes": list(CLASSES),
         "palette": PALETTE.tolist(),
         "files": {},
@@ -241,7 +259,11 @@ def _manifest(out: Path, source: Path, size: int) -> dict[str, Any]:
 
 
 def export_model(
-    model_path: str | os.PathLike[str], fmt: str, out: str | os.PathLike[str], *, int8: bool = False,
+    model_path: str | os.PathLike[str],
+    fmt: str,
+    out: str | os.PathLike[str],
+    *,
+    int8: bool = False,
     faces: int = 16,
 ) -> dict[str, Any]:
     """Export the run or ``.keras`` file ``model_path`` as ``fmt`` into ``out``; return ``export.json``.
@@ -276,7 +298,9 @@ def export_model(
             failed.append(f"{variant} {figures['argmax_agreement']:.4f}")
     atomic_write_json(out / EXPORT_JSON, manifest)
     if failed:
-        raise FacesegmError(f"exported files below their parity bar: {', '.join(failed)} (see {out / EXPORT_JSON})")
+        raise FacesegmError(
+            f"exported files below their parity bar: {', '.join(failed)} (see {out / EXPORT_JSON})"
+        )
     return manifest
 
 
@@ -285,7 +309,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="a run folder (holding model.keras) or a .keras file")
     parser.add_argument("--format", required=True, help=f"one of {', '.join(FORMATS)}")
     parser.add_argument("--out", required=True, help="output folder (created; export.json goes there too)")
-    parser.add_argument("--int8", action="store_true", help="litert only: also an int8 file (parity reported)")
+    parser.add_argument(
+        "--int8", action="store_true", help="litert only: also an int8 file (parity reported)"
+    )
     parser.add_argument("--faces", type=int, default=16, help="synthetic test faces for the parity check")
 
 
@@ -298,6 +324,8 @@ def run_cli(args: argparse.Namespace) -> int:
     manifest = export_model(args.model, args.format, args.out, int8=args.int8, faces=args.faces)
     for name, info in manifest["files"].items():
         fig = manifest["parity"][info["variant"]]
-        print(f"{Path(args.out) / name}: {info['bytes'] / 1e6:.2f} MB, argmax agreement "
-              f"{fig['argmax_agreement']:.4%}, largest probability difference {fig['max_prob_diff']:.2e}")
+        print(
+            f"{Path(args.out) / name}: {info['bytes'] / 1e6:.2f} MB, argmax agreement "
+            f"{fig['argmax_agreement']:.4%}, largest probability difference {fig['max_prob_diff']:.2e}"
+        )
     return 0

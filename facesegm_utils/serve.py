@@ -30,7 +30,12 @@ HEADERS = {
     "Cross-Origin-Embedder-Policy": "require-corp",
     "Cache-Control": "no-store",
 }
-TYPES = {".mjs": "text/javascript", ".js": "text/javascript", ".wasm": "application/wasm", ".onnx": "application/octet-stream"}
+TYPES = {
+    ".mjs": "text/javascript",
+    ".js": "text/javascript",
+    ".wasm": "application/wasm",
+    ".onnx": "application/octet-stream",
+}
 
 
 class PageHandler(http.server.SimpleHTTPRequestHandler):
@@ -68,13 +73,18 @@ def ensure_onnx(model: str | os.PathLike[str], out: str | os.PathLike[str] | Non
     manifest = folder / EXPORT_JSON
     if (folder / "model.onnx").is_file() and manifest.is_file():
         recorded = json.loads(manifest.read_text()).get("source", {}).get("sha256")
-        if recorded == file_digest(keras_file)["sha256"] and "model.onnx" in json.loads(manifest.read_text())["files"]:
+        if (
+            recorded == file_digest(keras_file)["sha256"]
+            and "model.onnx" in json.loads(manifest.read_text())["files"]
+        ):
             return folder
     export_model(source, "onnx", folder)
     return folder
 
 
-def make_server(model_dir: str | os.PathLike[str], port: int = 8000, web: Path = WEB_DIR) -> http.server.ThreadingHTTPServer:
+def make_server(
+    model_dir: str | os.PathLike[str], port: int = 8000, web: Path = WEB_DIR
+) -> http.server.ThreadingHTTPServer:
     """A server (not yet serving) for ``web`` and the model in ``model_dir`` on 127.0.0.1:``port``
     (0 picks a free port)."""
     if not (web / ORT_DIST).is_dir():
@@ -83,7 +93,9 @@ def make_server(model_dir: str | os.PathLike[str], port: int = 8000, web: Path =
     return http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
 
 
-def serve_in_thread(model_dir: str | os.PathLike[str], port: int = 0) -> tuple[http.server.ThreadingHTTPServer, str]:
+def serve_in_thread(
+    model_dir: str | os.PathLike[str], port: int = 0
+) -> tuple[http.server.ThreadingHTTPServer, str]:
     """Start serving in a daemon thread; the server (``shutdown()`` it) and the page's URL."""
     server = make_server(model_dir, port)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -112,7 +124,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_cli(args: argparse.Namespace) -> int:
     folder = ensure_onnx(args.model, args.export_dir)
     server = make_server(folder, args.port)
-    print(f"serving the recolour page on http://127.0.0.1:{server.server_address[1]}/ (Ctrl+C stops)", flush=True)
+    print(
+        f"serving the recolour page on http://127.0.0.1:{server.server_address[1]}/ (Ctrl+C stops)",
+        flush=True,
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -17,7 +17,10 @@ SIZE = 64  # the tiny_run fixture's input size (conftest)
 def exported(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("export")
     for fmt in export.FORMATS:
-        assert cli.main(["export", "--model", str(tiny_run), "--format", fmt, "--out", str(out), "--faces", "6"]) == 0
+        assert (
+            cli.main(["export", "--model", str(tiny_run), "--format", fmt, "--out", str(out), "--faces", "6"])
+            == 0
+        )
     return out
 
 
@@ -45,8 +48,12 @@ def test_every_format_agrees_with_keras(exported: Path, tiny_run: Path) -> None:
 def test_export_json_describes_the_files(exported: Path, tiny_run: Path) -> None:
     manifest = json.loads((exported / "export.json").read_text())
     assert manifest["input"] == {
-        "name": "image", "shape": [1, SIZE, SIZE, 3], "layout": "NHWC", "dtype": "float32",
-        "color": "RGB", "range": [0, 255],
+        "name": "image",
+        "shape": [1, SIZE, SIZE, 3],
+        "layout": "NHWC",
+        "dtype": "float32",
+        "color": "RGB",
+        "range": [0, 255],
     }
     assert manifest["output"]["shape"] == [1, SIZE, SIZE, labels.NUM_CLASSES]
     assert manifest["classes"] == list(labels.CLASSES)
@@ -55,8 +62,10 @@ def test_export_json_describes_the_files(exported: Path, tiny_run: Path) -> None
     names = {"model.onnx", "model_float32.tflite", "model_float16.tflite", "savedmodel"}
     assert set(manifest["files"]) == names
     for name in names:
-        assert manifest["files"][name] == {"variant": manifest["files"][name]["variant"],
-                                           **export.file_digest(exported / name)}
+        assert manifest["files"][name] == {
+            "variant": manifest["files"][name]["variant"],
+            **export.file_digest(exported / name),
+        }
     # float16 halves the weights (this tiny model's file is mostly graph, so less than half is saved)
     f32, f16 = (manifest["files"][f"model_{t}.tflite"]["bytes"] for t in ("float32", "float16"))
     assert f16 < 0.9 * f32
@@ -68,8 +77,22 @@ def test_exit_2_on_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     model.mkdir()
     (model / "model.keras").write_bytes(b"")
     cases = {
-        "unknown export format 'coreml'": ["--model", str(model), "--format", "coreml", "--out", str(tmp_path / "o")],
-        "model not found": ["--model", str(tmp_path / "nope"), "--format", "onnx", "--out", str(tmp_path / "o")],
+        "unknown export format 'coreml'": [
+            "--model",
+            str(model),
+            "--format",
+            "coreml",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        "model not found": [
+            "--model",
+            str(tmp_path / "nope"),
+            "--format",
+            "onnx",
+            "--out",
+            str(tmp_path / "o"),
+        ],
         "is a file": ["--model", str(model), "--format", "onnx", "--out", str(model / "model.keras")],
     }
     for expected, argv in cases.items():

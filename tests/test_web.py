@@ -83,9 +83,14 @@ def session(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory):
         page = browser.new_page(viewport={"width": 1000, "height": 720})
         page.on("console", lambda m: log["errors"].append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: log["errors"].append(str(e)))
-        page.on("request", lambda r: None if r.url.startswith((url, "data:", "blob:")) else log["outside"].append(r.url))
+        page.on(
+            "request",
+            lambda r: None if r.url.startswith((url, "data:", "blob:")) else log["outside"].append(r.url),
+        )
         page.goto(url)
-        page.wait_for_function("document.body.dataset.fps || document.body.dataset.state === 'error'", timeout=60_000)
+        page.wait_for_function(
+            "document.body.dataset.fps || document.body.dataset.state === 'error'", timeout=60_000
+        )
         yield {"page": page, "frame": frame, "tmp": tmp, "log": log, "model": tiny_run}
         browser.close()
     server.shutdown()
@@ -113,8 +118,14 @@ def test_camera_frame_mask_matches_python_and_recolours_only_the_hair(session, k
     assert np.abs(snap["input"][..., :3] - expected).mean() < 10
     assert _labels_agreement(snap["labels"], snap["input"], keras_model) >= 0.99
     # recolouring: hair pixels change, pixels outside the part stay bit-for-bit the same
-    hair = cv2.resize((snap["labels"] == class_id("hair")).astype(np.uint8), snap["weight"].shape[::-1],
-                      interpolation=cv2.INTER_NEAREST) > 0
+    hair = (
+        cv2.resize(
+            (snap["labels"] == class_id("hair")).astype(np.uint8),
+            snap["weight"].shape[::-1],
+            interpolation=cv2.INTER_NEAREST,
+        )
+        > 0
+    )
     diff = np.abs(snap["after"].astype(int) - snap["before"].astype(int))[..., :3].max(axis=2)
     assert hair.mean() > 0.02, "the clip's face has hair"
     assert (diff[hair & (snap["weight"] > 0.5)] > 0).mean() > 0.9
