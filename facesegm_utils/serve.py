@@ -94,10 +94,10 @@ def make_server(
 
 
 def serve_in_thread(
-    model_dir: str | os.PathLike[str], port: int = 0
+    model_dir: str | os.PathLike[str], port: int = 0, web: Path = WEB_DIR
 ) -> tuple[http.server.ThreadingHTTPServer, str]:
     """Start serving in a daemon thread; the server (``shutdown()`` it) and the page's URL."""
-    server = make_server(model_dir, port)
+    server = make_server(model_dir, port, web)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}/"
 
