@@ -19,6 +19,7 @@ Run: ``.venv/bin/python benchmarks/bench_export.py`` (needs ``make web``; rewrit
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -134,7 +135,7 @@ def browser_runs(folder: Path, seconds: float) -> list[tuple[str, int, str, dict
         except Exception as exc:  # noqa: BLE001 - a backend headless Chromium lacks is a result
             result = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"}
         manifest = run / "export" / export.EXPORT_JSON
-        parity = __import__("json").loads(manifest.read_text())["parity"]["onnx"] if manifest.exists() else {}
+        parity = json.loads(manifest.read_text())["parity"]["onnx"] if manifest.exists() else {}
         print(name, size, backend, result, flush=True)
         rows.append((name, size, backend, {**result, "parity": parity}))
     return rows
@@ -151,7 +152,7 @@ def markdown(python: dict, browser: list, args: argparse.Namespace, load: str) -
         f"### Python runtimes on the CPU ({THREADS} threads), one image per call, median of {args.rounds} "
         "interleaved rounds",
         "",
-        "| model | input | Keras | ONNX Runtime | LiteRT float32 | LiteRT float16 | ORT ÷ Keras | "
+        "| model | input | Keras | ONNX Runtime | LiteRT float32 | LiteRT float16 | ORT ms ÷ Keras ms | "
         "file MB (.keras / .onnx / f32 / f16) |",
         "|---|---|---:|---:|---:|---:|---:|---|",
     ]
@@ -167,7 +168,7 @@ def markdown(python: dict, browser: list, args: argparse.Namespace, load: str) -
         "",
         f"### The live page in headless Chromium (onnxruntime-web), fake camera, median over {args.seconds} s",
         "",
-        "| model | input | backend | frames/s | model ms/frame | ONNX parity (argmax, max prob diff) |",
+        "| model | input | backend | frames/s | model ms/frame | ONNX parity of this (random-weight) model: argmax, max prob diff |",
         "|---|---|---|---:|---:|---|",
     ]
     for name, size, backend, r in browser:
@@ -186,6 +187,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=6)
     parser.add_argument("--no-readme", action="store_true", help="print only")
+    parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -196,6 +198,10 @@ def main() -> None:
                 print(name, size, python[(name, size)], flush=True)
         browser = browser_runs(folder, args.seconds)
     load = f"{os.getloadavg()[0]:.1f}"
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps({"python": [[*k, v] for k, v in python.items()], "browser": browser})
+        )
     text = markdown(python, browser, args, load)
     print(text)
     if not args.no_readme:

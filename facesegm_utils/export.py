@@ -116,20 +116,21 @@ def load_exported(path: str | os.PathLike[str], threads: int | None = None) -> E
 
 
 # -------------------------------------------------------------------------------------- parity
-def parity_face_ids() -> list[int]:
-    """The ids of the quick profile's synthetic test faces (seed 0, 400 faces, official split)."""
+def parity_face_ids(split: str = "test") -> list[int]:
+    """The ids of the quick profile's synthetic faces (seed 0, 400 faces) in ``split`` (official split)."""
     from facesegm_utils.layout import official_split_of
     from facesegm_utils.synthetic import orig_index
 
-    return [k for k in range(PARITY_COUNT) if official_split_of(orig_index(PARITY_SEED, k)) == "test"]
+    return [k for k in range(PARITY_COUNT) if official_split_of(orig_index(PARITY_SEED, k)) == split]
 
 
-def parity_faces(size: int, count: int = 16) -> list[np.ndarray]:
-    """The first ``count`` faces of the quick profile's synthetic test split, at ``size`` x ``size``."""
+def parity_faces(size: int, count: int = 16, split: str = "test") -> list[np.ndarray]:
+    """The first ``count`` faces of the quick profile's synthetic ``split``, at ``size`` x ``size``
+    (the test faces check parity; int8 calibrates on training faces, never on the faces it is checked on)."""
     from facesegm_utils.prediction import resize_image
     from facesegm_utils.synthetic import generate_face
 
-    faces = [generate_face(PARITY_SEED, k, PARITY_SIZE)[0] for k in parity_face_ids()[:count]]
+    faces = [generate_face(PARITY_SEED, k, PARITY_SIZE)[0] for k in parity_face_ids(split)[:count]]
     return [resize_image(f, size) for f in faces]
 
 
@@ -321,9 +322,10 @@ def export_model(
     variants = dict(FILES[fmt])
     if int8 and fmt == "litert":
         variants[INT8[0]] = INT8[1]
+    calibration = parity_faces(size, faces, split="train") if INT8[0] in variants else []
     for variant, name in variants.items():
         start = time.perf_counter()
-        write_variant(model, variant, out / name, images)
+        write_variant(model, variant, out / name, calibration)
         seconds = time.perf_counter() - start
         manifest["files"][name] = {"variant": variant, **file_digest(out / name)}
         figures = parity(model, load_exported(out / name), images)
