@@ -168,6 +168,20 @@ def test_quick_course_trains_a_model_that_learns(quick_course: dict) -> None:
     assert m["04_training"]["test_miou"] == pytest.approx(m["05_evaluation"]["mean_iou"], abs=1e-9)
 
 
+@pytest.mark.slow
+@pytest.mark.notebook
+def test_quick_course_model_exports_with_parity(quick_course: dict) -> None:
+    """Notebook 07 exported the course's trained model: every file meets its parity bar (issue 16)."""
+    from facesegm_utils import export
+
+    m = json.loads((Path(quick_course["out_dir"]) / "course_summary.json").read_text())["metrics"]
+    nb07 = m["07_export_and_deploy"]
+    for variant in ("onnx", "litert_float32", "litert_float16"):
+        bar = export.PARITY_MIN.get(variant, export.PARITY_DEFAULT_MIN)
+        assert nb07[f"{variant}_argmax_agreement"] >= bar, (variant, nb07)
+    assert nb07["onnx_max_prob_diff"] < 1e-3
+
+
 def figures_not_shown(executed: nbformat.NotebookNode) -> list[str]:
     """Sources of executed cells that save more figures than they show images inline."""
     bad = []
