@@ -39,7 +39,8 @@ FILES: dict[str, dict[str, str]] = {
     "savedmodel": {"savedmodel": "savedmodel"},
 }
 INT8: tuple[str, str] = ("litert_int8", "model_int8.tflite")
-#: argmax agreement with Keras that each variant must reach (float16 rounds weights to 11 bits)
+#: argmax agreement with Keras that each variant must reach (float16 rounds weights to 11 bits);
+#: int8 is optional and only reported (its figures are in export.json), never refused
 PARITY_MIN: dict[str, float] = {"litert_float16": 0.99, "litert_int8": 0.0}
 PARITY_DEFAULT_MIN = 0.995
 #: the quick profile's synthetic faces: their test split is the parity set
@@ -357,6 +358,10 @@ def run_cli(args: argparse.Namespace) -> int:
         raise FacesegmError(f"unknown export format {args.format!r}; expected one of {', '.join(FORMATS)}")
     if not Path(args.model).exists():
         raise FileNotFoundError(f"model not found: {args.model} (expected a run folder or a .keras file)")
+    if args.int8 and args.format != "litert":
+        raise FacesegmError(f"--int8 applies to --format litert only, not {args.format!r}")
+    if args.faces < 1:
+        raise FacesegmError(f"--faces must be at least 1, got {args.faces}")
     check_out(args.out)
     manifest = export_model(args.model, args.format, args.out, int8=args.int8, faces=args.faces)
     for name, info in manifest["files"].items():

@@ -94,6 +94,15 @@ def test_exit_2_on_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str])
             str(tmp_path / "o"),
         ],
         "is a file": ["--model", str(model), "--format", "onnx", "--out", str(model / "model.keras")],
+        "--int8 applies to --format litert only": [
+            "--model",
+            str(model),
+            "--format",
+            "onnx",
+            "--int8",
+            "--out",
+            "o",
+        ],
     }
     for expected, argv in cases.items():
         assert cli.main(["export", *argv]) == 2
