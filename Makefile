@@ -10,13 +10,14 @@ RUN    ?= $(OUT)/run
 WEB    := web/node_modules/.package-lock.json
 PROFILE ?= quick
 
-.PHONY: course test lint format lab install clean help web serve
+.PHONY: course test lint format lab site install clean help web serve
 
 help:
 	@echo "make course  - install, generate synthetic faces, run every notebook (quick profile) into $(OUT)/"
 	@echo "               (PROFILE=full, ARGS='--set EPOCHS=2 --data DIR' pass through to facesegm course)"
 	@echo "make test    - install, then run the unit tests and every notebook under pytest"
 	@echo "make lab     - JupyterLab on your working copies of the notebooks in lab/ (made on first use)"
+	@echo "make site    - the executed notebooks of make course ($(OUT)/) as a static site in $(OUT)/site/"
 	@echo "make lint    - ruff check and format check"
 	@echo "make web     - install the live page's onnxruntime-web from web/package-lock.json (npm ci)"
 	@echo "make serve   - the live recolour page for RUN (default outputs/run) on http://127.0.0.1:8000/"
@@ -70,6 +71,11 @@ web: $(WEB)
 
 serve: $(STAMP) $(WEB)
 	$(BIN)/facesegm serve --model $(RUN) $(ARGS)
+
+# The course as a site: renders what `make course` executed into $(OUT)/ (never re-executes) and says
+# how to open it.
+site: $(STAMP)
+	$(BIN)/facesegm site --course $(OUT)
 
 clean:
 	rm -rf $(OUT) .pytest_cache

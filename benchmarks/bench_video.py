@@ -3,8 +3,8 @@
 Run: ``.venv/bin/python benchmarks/bench_video.py [--sizes 256 512] [--faces 2] [--frames 24]``
 
 For synthetic faces (seed 0, ids 0, 1, ...) two clips are built with per-frame edge noise, a shaky
-hand (:func:`facesegm_utils.video.make_jitter_clip`) and real motion at 4 % of the frame per frame
-(:func:`facesegm_utils.video.make_motion_clip`), and each part is recoloured the three ways of
+hand (:func:`facesegm_utils.clips.make_jitter_clip`) and real motion at 4 % of the frame per frame
+(:func:`facesegm_utils.clips.make_motion_clip`), and each part is recoloured the three ways of
 :func:`facesegm_utils.video.compare_smoothing`, side by side in this process, pinned to one core.
 Reported: the mean over faces of the error against the true moving mask, the flicker beyond the
 true motion and the raw flicker, the time per frame, and the target on the moving clip (error no
@@ -25,11 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _readme import machine, pin_one_core, today, update_section  # noqa: E402
 
-from facesegm_utils import video  # noqa: E402
+from facesegm_utils import clips, video  # noqa: E402
 from facesegm_utils.celebamask import merge_parts  # noqa: E402
 from facesegm_utils.synthetic import generate_face  # noqa: E402
 
-CLIPS = {"shaky hand": video.make_jitter_clip, "moving 4%/frame": video.make_motion_clip}
+CLIPS = {"shaky hand": clips.make_jitter_clip, "moving 4%/frame": clips.make_motion_clip}
 PARTS = ("hair", "lips")
 
 
@@ -38,7 +38,7 @@ def bench(size: int, faces: int, frames: int) -> dict[tuple[str, str, str], dict
     acc: dict[tuple[str, str, str], list[list[float]]] = {}
     image, masks = generate_face(0, 0, size)
     video.compare_smoothing(
-        video.make_motion_clip(image, merge_parts(masks), n_frames=3), "hair", "#fff"
+        clips.make_motion_clip(image, merge_parts(masks), n_frames=3), "hair", "#fff"
     )  # warm-up
     for k in range(faces):
         image, masks = generate_face(0, k, size)

@@ -3,7 +3,7 @@
 Modules, in the order data flows through them::
 
     labels -> synthetic / celebamask -> prepare -> pipeline -> model / losses -> training
-    -> metrics / evaluation / viz -> inference -> recolor / video -> widgets / course / cli
+    -> metrics / evaluation / viz -> inference -> recolor / clips / video -> widgets / course / cli
 
 Importing the package changes nothing: no seeding, no GPU setup and no TensorFlow import.
 """

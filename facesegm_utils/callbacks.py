@@ -1,9 +1,9 @@
-"""What training watches and writes: the dataset-level mIoU metric, the callbacks, model loading.
+"""What training watches and writes: the dataset-level mIoU metric and the callbacks.
 
-:class:`DatasetMeanIoU` is the metric every run reports; :func:`load_model` loads a ``.keras`` file
-written by this package with its custom objects; :class:`BestModelCheckpoint`, :class:`HistoryCSV` and
-:class:`NaNGuard` are the callbacks of :func:`facesegm_utils.training.train`
-(:func:`facesegm_utils.fileio.read_history` reads the ``history.csv`` they write).
+:class:`DatasetMeanIoU` is the metric every run reports; :class:`BestModelCheckpoint`,
+:class:`HistoryCSV` and :class:`NaNGuard` are the callbacks of :func:`facesegm_utils.training.train`
+(:func:`facesegm_utils.fileio.read_history` reads the ``history.csv`` they write);
+:func:`run_callbacks` puts them together with Keras' own for a run folder.
 """
 
 from __future__ import annotations
@@ -17,16 +17,17 @@ from typing import Any
 
 import keras
 
-from facesegm_utils.fileio import FacesegmError, atomic_write_text, read_history
+from facesegm_utils.fileio import atomic_write_text, read_history
 from facesegm_utils.labels import NUM_CLASSES
-from facesegm_utils.losses import CEDiceLoss, SoftDiceLoss, SparseCrossEntropy
-from facesegm_utils.optim import EncoderAdam
 
 #: the training-time mIoU is computed at the MODEL's input size (labels resized nearest to it), so
 #: it is named so in ``history.csv``; the full-resolution score is ``facesegm evaluate``'s
 MIOU = "miou_model_size"
 #: the validation mIoU that picks the best checkpoint and drives early stopping
 VAL_MIOU = "val_" + MIOU
+#: epochs without a lower validation loss before ``--schedule plateau`` halves the rate (a third of
+#: ``--patience`` when that is set)
+PLATEAU_PATIENCE = 10
 
 
 # ----------------------------------------------------------------------------------------- metrics
@@ -47,31 +48,6 @@ class DatasetMeanIoU(keras.metrics.MeanIoU):
         if len(y_true.shape) == len(y_pred.shape):
             y_true = keras.ops.squeeze(y_true, axis=-1)
         return super().update_state(y_true, y_pred, sample_weight)
-
-
-def custom_objects() -> dict[str, Any]:
-    """The package's serializable objects, for ``keras.models.load_model``."""
-    return {
-        "facesegm>SparseCrossEntropy": SparseCrossEntropy,
-        "facesegm>SoftDiceLoss": SoftDiceLoss,
-        "facesegm>CEDiceLoss": CEDiceLoss,
-        "facesegm>DatasetMeanIoU": DatasetMeanIoU,
-        "facesegm>EncoderAdam": EncoderAdam,
-    }
-
-
-def load_model(path: str | os.PathLike[str], compile: bool = False) -> keras.Model:
-    """Load a ``.keras`` model saved by this package (custom losses and metric included)."""
-    path = Path(path)
-    if path.is_dir() and (path / "model.keras").is_file():
-        path = path / "model.keras"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"model not found: {path} (expected a .keras file or a run folder holding model.keras)"
-        )
-    if path.suffix != ".keras":
-        raise FacesegmError(f"cannot load {path}: expected a .keras file written by `facesegm train`")
-    return keras.models.load_model(path, compile=compile, custom_objects=custom_objects())
 
 
 def compile_model(
@@ -111,14 +87,13 @@ class BestModelCheckpoint(keras.callbacks.Callback):
         self.path = Path(path)
         self.monitor = monitor
         self.best = initial_best
-        self.best_epoch: int | None = None
         self.export = export
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         value = (logs or {}).get(self.monitor)
         if value is None or not math.isfinite(float(value)) or float(value) <= self.best:
             return
-        self.best, self.best_epoch = float(value), epoch + 1
+        self.best = float(value)
         target = self.model
         if self.export is not None:
             target = self.export()
@@ -177,3 +152,42 @@ class NaNGuard(keras.callbacks.TerminateOnNaN):
         if loss is not None and not math.isfinite(float(loss)) and self.nan_epoch is None:
             self.nan_epoch = self.epoch + 1
         super().on_batch_end(batch, logs)
+
+
+def run_callbacks(
+    out: Path,
+    *,
+    patience: int | None,
+    schedule: str,
+    lr: float,
+    resuming: bool,
+    initial_best: float,
+    export: Any = None,
+) -> list[keras.callbacks.Callback]:
+    """The callbacks of a run writing into ``out``: ``backup/`` (the last epoch, kept after the end so
+    that a finished run can be extended), the best checkpoint, ``history.csv``, the NaN guard, early
+    stopping (when ``patience`` is set), TensorBoard logs and, with ``schedule="plateau"``, the plateau
+    rule."""
+    cbs: list[keras.callbacks.Callback] = [
+        keras.callbacks.BackupAndRestore(str(out / "backup"), delete_checkpoint=False),
+        BestModelCheckpoint(out / "model.keras", VAL_MIOU, initial_best, export),
+        HistoryCSV(out / "history.csv", append=resuming),
+        NaNGuard(),
+    ]
+    if patience is not None:
+        cbs.append(keras.callbacks.EarlyStopping(monitor=VAL_MIOU, mode="max", patience=patience, verbose=1))
+    if tensorboard_available():
+        cbs.append(keras.callbacks.TensorBoard(log_dir=str(out / "logs"), write_graph=False, profile_batch=0))
+    else:
+        print("note: the tensorboard package is not installed, so no TensorBoard logs are written")
+    if schedule == "plateau":
+        cbs.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss",
+                factor=0.5,
+                patience=PLATEAU_PATIENCE if patience is None else max(1, patience // 3),
+                min_lr=lr / 100,
+                verbose=1,
+            )
+        )
+    return cbs

@@ -6,9 +6,11 @@ Each subcommand lives in the module that owns its concept. The module provides t
 * ``run_cli(args: argparse.Namespace) -> int`` does the work and returns an exit status.
 
 Only the chosen subcommand's module is imported, so ``facesegm synth`` never pays for a
-TensorFlow import. Bad input (``FacesegmError``, a missing file, or a ``ValueError`` raised by the
-package's own checks) is printed as one clear line and exits with status 2; any other failure is an
-internal error, printed as one short line (never a library's whole message) with exit status 1.
+TensorFlow import. Path options that must be a folder or a file (:data:`PATH_KINDS`) are checked
+before the command starts: a file where a folder is expected, or the reverse, exits with status 2.
+Bad input (``FacesegmError``, a missing file, a path of the wrong kind, or a ``ValueError`` raised by
+the package's own checks) is printed as one clear line and exits with status 2; any other failure is
+an internal error, printed as one short line (never a library's whole message) with exit status 1.
 
 ``facesegm train`` with ``TF_CONFIG`` set (multi-worker training) runs under :func:`supervise`, so
 that SIGTERM ends a worker even while it waits for its peers inside TensorFlow.
@@ -35,11 +37,40 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("facesegm_utils.evaluation", "score a model or a folder of predictions"),
     "show": ("facesegm_utils.show", "draw a mask, confusion matrix or recolour view for one image"),
     "predict": ("facesegm_utils.inference", "write label maps for an image or a folder"),
-    "recolor": ("facesegm_utils.video", "recolour lips, hair, ... in images, folders or videos"),
+    "recolor": ("facesegm_utils.recolor_cli", "recolour lips, hair, ... in images, folders or videos"),
     "course": ("facesegm_utils.course", "run every course notebook with papermill"),
+    "site": ("facesegm_utils.website", "render the executed course notebooks as a static site (make site)"),
     "export": ("facesegm_utils.export", "export a model to ONNX, LiteRT or SavedModel with checked parity"),
     "serve": ("facesegm_utils.serve", "serve the live recolour page (web/) for a model on 127.0.0.1"),
 }
+
+
+#: subcommand -> {option dest: "folder" or "file"}: what an existing path given there must be
+#: (a missing one is left to the command: an output folder is created, an input reported missing)
+PATH_KINDS: dict[str, dict[str, str]] = {
+    "synth": {"out": "folder"},
+    "prepare": {"raw": "folder", "out": "folder"},
+    "train": {"data": "folder", "out": "folder"},
+    "evaluate": {"pred_dir": "folder", "data": "folder", "out": "file"},
+    "show": {"image": "file", "data": "folder", "report": "file", "out": "file"},
+    "predict": {"out": "folder"},
+    "course": {"data": "folder", "out": "folder"},
+}
+
+
+def check_paths(args: argparse.Namespace) -> None:
+    """Raise ``FacesegmError`` for a path option naming a file where a folder is expected, or the reverse."""
+    from facesegm_utils.fileio import FacesegmError
+
+    for dest, kind in PATH_KINDS.get(args.command, {}).items():
+        value = getattr(args, dest, None)
+        if value is None or kind == "any" or not Path(value).exists():
+            continue
+        option = "--" + dest.replace("_", "-")
+        if kind == "folder" and not Path(value).is_dir():
+            raise FacesegmError(f"{option} {value} is a file; expected a folder")
+        if kind == "file" and Path(value).is_dir():
+            raise FacesegmError(f"{option} {value} is a folder; expected a file")
 
 
 def supervise(argv: Sequence[str]) -> int:
@@ -100,6 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
+        check_paths(args)
         return int(module.run_cli(args) or 0)
     except Exception as exc:  # noqa: BLE001 - every failure ends as one line, bad input with exit 2
         if os.environ.get("FACESEGM_DEBUG"):
@@ -127,11 +159,13 @@ def _short(text: str) -> str:
 
 
 def _is_user_error(exc: BaseException) -> bool:
-    """Bad input: a ``FacesegmError`` or a missing file, or a ``ValueError``/``KeyError`` raised by
-    this package's own checks. The same types raised inside TensorFlow/Keras are internal failures."""
+    """Bad input: a ``FacesegmError``, a missing file or a path of the wrong kind, or a
+    ``ValueError``/``KeyError`` raised by this package's own checks. The same types raised inside TensorFlow/Keras are internal failures."""
     from facesegm_utils.fileio import FacesegmError
 
-    if isinstance(exc, (FacesegmError, FileNotFoundError, NotADirectoryError)):
+    if isinstance(
+        exc, (FacesegmError, FileNotFoundError, NotADirectoryError, IsADirectoryError, FileExistsError)
+    ):
         return True
     if not isinstance(exc, (ValueError, KeyError)):
         return False

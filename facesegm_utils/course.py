@@ -112,25 +112,34 @@ def notebook_parameters(
 
 
 def resolve_data(profile: dict[str, Any], data: str | None, out_dir: Path) -> Path:
-    """The raw dataset folder: ``--data`` if given, else the profile's default (generating synthetic faces)."""
+    """The raw dataset folder, which the course only reads.
+
+    An explicit ``data`` (``--data``) must hold a dataset: it is never written to, in any profile.
+    Without it, a synthetic profile generates its faces into ``OUT/synthetic`` (once) and a real one
+    reads the profile's default folder.
+    """
     spec = profile.get("data", {})
+    synthetic = spec.get("kind") == "synthetic"
     if data is not None:
         raw = Path(data).resolve()
-    elif spec.get("kind") == "synthetic":
+    elif synthetic:
         raw = (out_dir / "synthetic").resolve()
+        if not (raw / "CelebA-HQ-img").is_dir():
+            from facesegm_utils import synthetic as synth
+
+            print(f"generating {spec['count']} synthetic faces at {spec['size']}x{spec['size']} in {raw}")
+            synth.write_dataset(
+                raw, count=int(spec["count"]), size=int(spec["size"]), seed=int(spec.get("seed", 0))
+            )
     else:
         raw = (REPO_ROOT / spec.get("default_dir", "data/CelebAMask-HQ")).resolve()
-    if spec.get("kind") == "synthetic" and not (raw / "CelebA-HQ-img").is_dir():
-        from facesegm_utils import synthetic
-
-        print(f"generating {spec['count']} synthetic faces at {spec['size']}x{spec['size']} in {raw}")
-        synthetic.write_dataset(
-            raw, count=int(spec["count"]), size=int(spec["size"]), seed=int(spec.get("seed", 0))
-        )
+    if raw.exists() and not raw.is_dir():
+        raise FacesegmError(f"--data {raw} is a file; expected a folder holding CelebA-HQ-img/")
     if not (raw / "CelebA-HQ-img").is_dir():
+        hint = " (leave out --data and the quick profile generates synthetic faces in OUT/synthetic)"
         raise FacesegmError(
             f"no CelebAMask-HQ dataset at {raw}: expected CelebA-HQ-img/ and CelebAMask-HQ-mask-anno/ inside "
-            "(see data/README.md for where to get and unpack it)"
+            f"(see data/README.md for where to get and unpack it){hint if synthetic else ''}"
         )
     return raw
 
@@ -150,10 +159,31 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
+def _expected_kind(old: Any) -> tuple[str, Any]:
+    """What a ``--set`` value must be to replace the profile's ``old``: (description, test)."""
+    scalar = (int, float, str)
+    kinds: dict[type, tuple[str, Any]] = {
+        bool: ("true or false", lambda v: type(v) is bool),
+        int: ("an integer", lambda v: type(v) is int),
+        float: ("a number", lambda v: type(v) in (int, float)),
+        str: ("a string", lambda v: type(v) is str),
+        type(None): ("null, a number or a string", lambda v: v is None or type(v) in scalar),
+    }
+    if type(old) is list:
+        inner = {type(v) for v in old}
+        name = f"a list of {next(iter(inner)).__name__} values" if len(inner) == 1 else "a list"
+        return name, lambda v: type(v) is list and (len(inner) != 1 or all(type(x) in inner for x in v))
+    return kinds.get(type(old), ("a JSON value", lambda v: True))
+
+
 def apply_overrides(profile: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """A copy of ``profile`` with each named parameter replaced wherever the profile sets it.
 
-    A name the profile does not set (in ``common`` or any notebook) is an error listing the valid ones.
+    A name the profile does not set (in ``common`` or any notebook) is an error listing the valid ones,
+    and so is a value of another type than the profile's: an integer for an integer, a number (integer
+    or float) for a float, true/false for a boolean, a string for a string, a list of the same element
+    type for a list. A parameter the profile sets to null (optional, off) takes null, a number or a
+    string; :func:`check_profile` then judges the value itself.
     """
     sections = [profile.get("common", {}), *profile.get("notebooks", {}).values()]
     valid = sorted({k for section in sections for k in section})
@@ -163,10 +193,58 @@ def apply_overrides(profile: dict[str, Any], overrides: dict[str, Any]) -> dict[
             f"unknown profile parameter(s) {', '.join(unknown)} for --set; expected one of {', '.join(valid)} "
             "(use --data for the raw folder and --out for the output folder)"
         )
+    for name, value in overrides.items():
+        for old in {json.dumps(s[name]): s[name] for s in sections if name in s}.values():
+            kind, ok = _expected_kind(old)
+            if not ok(value):
+                raise FacesegmError(
+                    f"--set {name}={json.dumps(value)}: expected {kind}, like the profile's {json.dumps(old)}"
+                )
     new = json.loads(json.dumps(profile))  # a deep copy
     for section in [new.get("common", {}), *new.get("notebooks", {}).values()]:
         section.update({k: v for k, v in overrides.items() if k in section})
     return new
+
+
+#: notebook parameters -> the TrainConfig options notebook 04 builds from them
+TRAIN_OPTIONS = {
+    "IMAGE_SIZE": "image_size",
+    "EPOCHS": "epochs",
+    "STEPS": "max_steps_per_epoch",
+    "BATCH_SIZE": "batch_size",
+    "BASE_FILTERS": "base_filters",
+    "DEPTH": "depth",
+    "ENCODER": "encoder",
+    "ENCODER_WEIGHTS": "encoder_weights",
+    "DECODER_FILTERS": "decoder_filters",
+    "MIXED_PRECISION": "mixed_precision",
+    "SEED": "seed",
+}
+
+
+def check_profile(profile: dict[str, Any]) -> None:
+    """The checks training would make, run on the profile before any notebook starts.
+
+    Every notebook that trains (sets ``EPOCHS``) gets its training options checked by
+    ``TrainConfig.validate`` (and the losses it compares by name); integer parameters must be >= 0.
+    """
+    from facesegm_utils.losses import LOSS_NAMES
+    from facesegm_utils.trainconfig import TrainConfig
+
+    for notebook, own in profile.get("notebooks", {}).items():
+        params = {**profile.get("common", {}), **own}
+        try:
+            for name, value in params.items():
+                if type(value) is int and value < 0:
+                    raise ValueError(f"{name} must be >= 0; got {value}")
+            for loss in params.get("COMPARE_LOSSES", []):
+                if loss not in LOSS_NAMES:
+                    raise ValueError(f"COMPARE_LOSSES: {loss!r} is not one of {', '.join(LOSS_NAMES)}")
+            if "EPOCHS" in own:
+                options = {TRAIN_OPTIONS[k]: v for k, v in params.items() if k in TRAIN_OPTIONS}
+                TrainConfig(data="", out="", **options).validate()
+        except (ValueError, TypeError) as exc:
+            raise FacesegmError(f"profile parameters of {notebook}: {exc}") from None
 
 
 class NotebookFailed(FacesegmError):
@@ -215,13 +293,18 @@ def run_course(
     if profile_name not in profiles:
         raise FacesegmError(f"unknown profile {profile_name!r}; expected one of {', '.join(profiles)}")
     profile = apply_overrides(profiles[profile_name], overrides or {})
+    check_profile(profile)
     out_dir = Path(out).resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FacesegmError(f"--out {out_dir} is a file; expected a folder for the course's outputs")
+    if data is not None:  # checked before anything is written; it is never written to
+        resolve_data(profile, data, out_dir)
     notebooks = list_notebooks(notebook_dir)
     if only:
         notebooks = [nb for nb in notebooks if any(nb.stem.startswith(o) for o in only)]
     if not notebooks:
         raise FacesegmError(f"no notebooks NN_*.ipynb found in {notebook_dir}")
+    out_dir.mkdir(parents=True, exist_ok=True)
     raw = resolve_data(profile, data, out_dir)
     # the kernels inherit this: TensorFlow's C++ info and warning lines would drown the course log
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -276,7 +359,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data",
         default=None,
-        help="raw dataset folder (default: synthetic faces for quick, data/CelebAMask-HQ for full)",
+        help="raw dataset folder, only read (default: synthetic faces generated in OUT/synthetic for quick, "
+        "data/CelebAMask-HQ for full)",
     )
     parser.add_argument("--out", default="outputs", help="output folder (default: outputs)")
     parser.add_argument(

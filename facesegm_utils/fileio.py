@@ -2,7 +2,8 @@
 
 Every file the package writes goes through :func:`atomic_write_bytes` (a temporary file in the
 same folder, fsync, then ``os.replace``), so an interrupted run never leaves a half-written file
-under its final name.
+under its final name. The file gets the mode an ordinary ``open()`` would give it under the
+current umask (``0o666 & ~umask``), not the private 0600 of a temporary file.
 """
 
 from __future__ import annotations
@@ -23,6 +24,23 @@ class FacesegmError(Exception):
     """A user-facing error: the message names the thing that is wrong and what was expected."""
 
 
+def default_file_mode() -> int:
+    """The mode ``open(path, "w")`` gives a new file: ``0o666`` less the process's umask.
+
+    Read from ``/proc/self/status`` where it is there (no change to the process); elsewhere the umask
+    is set and restored at once.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    umask = os.umask(0o022)  # pragma: no cover
+    os.umask(umask)  # pragma: no cover
+    return 0o666 & ~umask  # pragma: no cover
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, fsync: bool = True) -> Path:
     """Write ``data`` to ``path`` atomically (temp file + rename); parent folders are created.
 
@@ -34,6 +52,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, fsync: bool
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, default_file_mode())  # mkstemp's 0600 would make every output private
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

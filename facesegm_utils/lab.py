@@ -3,7 +3,8 @@
 ``make lab`` runs ``python -m facesegm_utils.lab``. It copies every course notebook from
 ``notebooks/`` into ``lab/`` (a sibling of ``notebooks/`` and ``outputs/``, ignored by git) the
 first time it is missing, and never overwrites a copy that exists, so the learner's outputs and
-edits live in ``lab/`` and the tracked notebooks stay clean. Because ``lab/`` sits next to
+edits live in ``lab/`` and the tracked notebooks stay clean. A copy is the committed notebook less
+its exercises' reference solutions (cells tagged ``solution``): the learner gets the stubs. Because ``lab/`` sits next to
 ``notebooks/``, the notebooks' default paths (``OUT_DIR = "../outputs"``) mean the same from both.
 Delete ``lab/NAME.ipynb`` to get a fresh copy of one notebook.
 
@@ -13,22 +14,31 @@ Nothing runs at import.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from facesegm_utils.course import NOTEBOOK_DIR, REPO_ROOT, list_notebooks
+from facesegm_utils.exercises import strip_solutions
 
 #: where ``make lab`` keeps the learner's working copies
 LAB_DIR = REPO_ROOT / "lab"
 
 
+def learner_copy(path: str | os.PathLike[str]) -> str:
+    """The text of a learner's copy of a notebook: the committed file without its solution cells
+    (byte for byte the committed file when it has none)."""
+    import nbformat
+
+    return nbformat.writes(strip_solutions(nbformat.read(path, as_version=4))) + "\n"
+
+
 def working_copies(
     src: str | os.PathLike[str] = NOTEBOOK_DIR, dst: str | os.PathLike[str] = LAB_DIR
 ) -> tuple[list[Path], list[Path]]:
-    """Copy each course notebook of ``src`` into ``dst`` unless a copy is there already.
+    """Copy each course notebook of ``src`` into ``dst`` unless a copy is there already
+    (:func:`learner_copy`: without the exercises' reference solutions).
 
     Returns ``(created, kept)``: the copies made now and the existing ones left untouched.
     """
@@ -42,7 +52,7 @@ def working_copies(
             kept.append(target)
             continue
         tmp = target.with_name(f".{target.name}.tmp")
-        shutil.copyfile(nb, tmp)
+        tmp.write_text(learner_copy(nb), encoding="utf-8")
         os.replace(tmp, target)  # atomic: a half-written copy is never taken for a kept one
         created.append(target)
     return created, kept

@@ -84,3 +84,40 @@ def make_optimizer(
     if not prefixes or (encoder_lr_scale == 1.0 and frozen_steps == 0):
         return keras.optimizers.Adam(learning_rate)
     return EncoderAdam(learning_rate, prefixes, encoder_lr_scale, frozen_steps)
+
+
+def cosine_schedule(
+    lr: float,
+    epochs: int,
+    steps_per_epoch: int,
+    warmup_epochs: int = 0,
+    resumes: Sequence[tuple[int, int]] = (),
+) -> keras.optimizers.schedules.LearningRateSchedule:
+    """Linear warmup from ``lr / 100`` to ``lr`` over ``warmup_epochs``, then cosine decay to ``lr / 100``
+    at ``epochs``.
+
+    ``resumes`` lists, in order, each ``(epoch, new_epochs)`` where a resumed or extended run changed its
+    length: from that epoch on the rate follows a new cosine segment that starts at the rate reached
+    there and ends at ``lr / 100`` at ``new_epochs``, so the learning rate never jumps (extending a
+    finished run therefore continues at ``lr / 100``). Before the last resume's epoch, steps a resumed
+    run never takes again, the rate is held at the rate there.
+    """
+    total = max(1, int(epochs) * int(steps_per_epoch))
+    warmup = min(int(warmup_epochs) * int(steps_per_epoch), total - 1)
+    schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps=total, alpha=0.01)
+    if warmup > 0:
+        schedule = keras.optimizers.schedules.CosineDecay(
+            lr / 100, decay_steps=total - warmup, alpha=0.01, warmup_target=lr, warmup_steps=warmup
+        )
+    for epoch, new_epochs in resumes:
+        start = int(epoch) * int(steps_per_epoch)
+        rate = float(keras.ops.convert_to_numpy(schedule(start)))
+        # a "warmup" from the rate to itself holds it until ``start``; the cosine segment follows
+        schedule = keras.optimizers.schedules.CosineDecay(
+            rate,
+            decay_steps=max(1, (int(new_epochs) - int(epoch)) * int(steps_per_epoch)),
+            alpha=min(1.0, lr / 100 / rate),
+            warmup_target=rate,
+            warmup_steps=start,
+        )
+    return schedule

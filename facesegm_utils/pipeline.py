@@ -1,15 +1,19 @@
-"""The tf.data input pipeline over a prepared dataset, with paired augmentation and class weights.
+"""The tf.data input pipeline over a prepared dataset, with paired augmentation.
 
 :func:`make_dataset` yields ``(image, label)`` batches: ``image`` float32 RGB in [0, 255] of shape
-(B, S, S, 3) and ``label`` int32 (B, S, S); with ``class_weights`` it adds a float32 (B, S, S)
-per-pixel weight map. Augmentation (training only) draws each random value once per example and
+(B, S, S, 3) and ``label`` int32 (B, S, S). Class weights are not applied here: training weights
+the cross-entropy in the loss (:mod:`facesegm_utils.losses`); :func:`class_weights` computes them
+from the prepared dataset's pixel frequencies. Augmentation (training only) draws each random value once per example and
 applies it to the image and the label alike: a horizontal flip that also swaps the left/right
 classes, one affine transform (scale, rotation, translation; image bilinear, label nearest), and
 colour jitter on the image only. All random ops are stateless and seeded per example, so a run is
 reproducible from ``seed``.
 
-Memory stays bounded at any dataset size: the cache and the shuffle buffer hold the prepared
-files' encoded bytes (or only their names), and decoding happens after them, per element.
+Host memory: ``cache="none"`` shuffles file names and rereads the files every epoch, so it stays
+flat with the dataset's size; ``cache="memory"`` keeps the prepared files' encoded bytes (about 0.08
+MB a face), and falls back to ``none`` above its budget. Decoding always happens after the cache and
+the shuffle, per element. (A ``disk`` mode was removed: its shuffle buffer held every encoded record
+in memory, the same as ``memory``; see benchmarks/README.md, bench_scale.)
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,9 +32,7 @@ import tensorflow as tf
 from facesegm_utils.fileio import FacesegmError
 from facesegm_utils.labels import FLIP_PERMUTATION, NUM_CLASSES
 from facesegm_utils.prepare import split_items
-
-#: where ``make_dataset`` keeps the encoded records between epochs (``none``: reread the files)
-CACHE_MODES = ("memory", "disk", "none")
+from facesegm_utils.trainconfig import CACHE_MODES
 
 
 def read_dataset_info(prep_dir: str | os.PathLike[str]) -> dict[str, Any]:
@@ -46,6 +47,77 @@ def read_dataset_info(prep_dir: str | os.PathLike[str]) -> dict[str, Any]:
         if key not in info:
             raise FacesegmError(f"{path} has no {key!r}; expected the output of `facesegm prepare`")
     return info
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """A prepared dataset as training reads it: its folder, ``dataset.json``, image size and split counts."""
+
+    folder: Path
+    info: dict[str, Any]
+    #: the size the model trains at: the one asked for, else the prepared one
+    image_size: int
+    #: images per split as ``dataset.json`` counts them (a split it does not count is left out)
+    counts: dict[str, int]
+
+
+def open_prepared(data: str | os.PathLike[str], image_size: int | None = None) -> PreparedData:
+    """The prepared folder ``data`` (the output of ``facesegm prepare``), checked: it holds
+    ``dataset.json`` and ``manifest.csv``, an image size (``image_size``, else the prepared size) and
+    training images. Raises ``FacesegmError`` naming what is missing."""
+    folder = Path(data)
+    if not folder.is_dir():
+        raise FacesegmError(
+            f"prepared dataset folder not found: {folder}; expected the output of `facesegm prepare` "
+            "(train/ val/ test/, manifest.csv, dataset.json)"
+        )
+    missing = [n for n in ("dataset.json", "manifest.csv") if not (folder / n).is_file()]
+    if missing:
+        raise FacesegmError(
+            f"{folder} is not a prepared dataset: {', '.join(missing)} missing; run `facesegm prepare` first"
+        )
+    info = read_dataset_info(folder)
+    size = (
+        info["size"][0] if isinstance(info["size"], (list, tuple)) else info["size"]
+    )  # read_dataset_info checks
+    size = int(image_size or size or 0)
+    if not size:
+        raise FacesegmError(f"no image size given and none found in {folder / 'dataset.json'}")
+    counts = info.get("counts") or info.get("split_counts") or {}
+    counts = {k: int(v) for k, v in counts.items() if v is not None} if isinstance(counts, dict) else {}
+    if counts.get("train") == 0:
+        raise FacesegmError(f"the prepared dataset {folder} has no training images")
+    return PreparedData(folder, info, size, counts)
+
+
+def training_datasets(
+    data: PreparedData,
+    global_batch: int,
+    replicas: int,
+    *,
+    augment: bool,
+    cache: str,
+    seed: int,
+    repeat: bool,
+) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+    """The training and validation datasets of ``global_batch``, sharded by data over ``replicas``.
+
+    With several replicas a partial last batch cannot be shared evenly, so it is dropped (from the
+    validation split only when the split fills at least one batch).
+    """
+    common = dict(cache=cache, seed=seed, image_size=data.image_size)
+    train_ds = make_dataset(
+        data.folder, "train", global_batch, training=True, augment=augment, shuffle=True,
+        drop_remainder=replicas > 1, repeat=repeat, **common,
+    )  # fmt: skip
+    full_val = data.counts.get("val", 0) >= global_batch
+    val_ds = make_dataset(
+        data.folder, "val", global_batch, drop_remainder=replicas > 1 and full_val, **common
+    )
+    # records are read from a list of files, not from files a reader op could split: shard by DATA
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return train_ds.with_options(options), val_ds.with_options(options)
 
 
 @dataclass(frozen=True)
@@ -168,48 +240,31 @@ def default_cache_budget_bytes() -> int:
         return 2 << 30
 
 
-def resolve_cache(
-    cache: str | bool,
-    files: list[str],
-    *,
-    cache_dir: str | os.PathLike[str] | None = None,
-    budget_bytes: int | None = None,
-) -> str:
-    """The cache mode to use for ``files`` (``memory``, ``disk`` or ``none``).
+def resolve_cache(cache: str | bool, files: list[str], *, budget_bytes: int | None = None) -> str:
+    """The cache mode to use for ``files`` (``memory`` or ``none``).
 
     The encoded files' total size estimates the cache. ``memory`` above ``budget_bytes`` (default:
-    a quarter of physical memory) and ``disk`` above the free space of ``cache_dir`` fall back to
-    ``none`` (read the prepared files every epoch) with a one-line notice. True/False mean
-    ``memory``/``none``.
+    a quarter of physical memory) falls back to ``none`` (read the prepared files every epoch) with
+    a one-line notice. True/False mean ``memory``/``none``.
     """
     mode = {True: "memory", False: "none"}.get(cache, cache) if isinstance(cache, bool) else cache
     if mode not in CACHE_MODES:
-        raise ValueError(f"unknown cache {cache!r}; expected one of {', '.join(CACHE_MODES)}")
+        removed = " ('disk' was removed: it held every record in memory; 'none' is the bounded mode)"
+        raise ValueError(
+            f"unknown cache {cache!r}; expected one of {', '.join(CACHE_MODES)}{removed if mode == 'disk' else ''}"
+        )
     if mode == "none":
         return mode
-    if mode == "disk" and cache_dir is None:
-        raise ValueError("cache='disk' needs cache_dir, the folder to write the cache file in")
     need = sum(os.path.getsize(f) for f in files)
-    if mode == "memory":
-        budget, where = (default_cache_budget_bytes() if budget_bytes is None else budget_bytes), "budget"
-    else:
-        Path(cache_dir).mkdir(parents=True, exist_ok=True)  # type: ignore[arg-type]
-        budget, where = shutil.disk_usage(cache_dir).free, f"free space in {cache_dir}"  # type: ignore[arg-type]
+    budget = default_cache_budget_bytes() if budget_bytes is None else budget_bytes
     if need > budget:
         print(
-            f"cache: {mode} cache of {need / 2**20:.0f} MB would exceed the {where} "
+            f"cache: memory cache of {need / 2**20:.0f} MB would exceed the budget "
             f"({budget / 2**20:.0f} MB); reading the prepared files every epoch instead (cache=none)",
             file=sys.stderr,
         )
         return "none"
     return mode
-
-
-def _clear_file_cache(prefix: Path) -> None:
-    """Remove an earlier run's cache files (and a stale lock) at ``prefix``: each dataset starts afresh."""
-    for f in prefix.parent.glob(prefix.name + "*"):
-        if f.is_file():
-            f.unlink()
 
 
 def make_dataset(
@@ -221,10 +276,8 @@ def make_dataset(
     augment: AugmentConfig | bool | None = None,
     shuffle: bool | None = None,
     cache: str | bool = "none",
-    cache_dir: str | os.PathLike[str] | None = None,
     cache_budget_bytes: int | None = None,
     seed: int = 0,
-    class_weights: np.ndarray | None = None,
     drop_remainder: bool = False,
     repeat: bool = False,
     image_size: int | None = None,
@@ -233,13 +286,11 @@ def make_dataset(
 
     ``training`` turns on shuffling and augmentation unless ``shuffle``/``augment`` say otherwise
     (``augment`` may be an :class:`AugmentConfig`, True for the default one, or False).
-    ``cache`` (``none`` by default; training uses ``memory``; see :func:`resolve_cache`) keeps the
-    *encoded* bytes of the prepared files (about 0.1 MB a face at 512²), never decoded tensors;
-    decoding, resizing and casting come after the cache, and shuffling reorders file names or
-    encoded records, so memory does not grow with decoded pixels. ``disk`` writes the cache file in
-    ``cache_dir`` (rewritten by every new dataset). ``image_size`` resizes (image bilinear, label
-    nearest) when it differs from the prepared size. With ``class_weights`` (19 floats) each
-    element also carries ``weight = class_weights[label]``.
+    ``cache`` (``none`` by default; training uses ``memory``; see :func:`resolve_cache`): ``memory``
+    keeps the *encoded* bytes of the prepared files (about 0.08 MB a face at 512²), never decoded
+    tensors, and shuffles those records; ``none`` shuffles file names and rereads the files, so host
+    memory stays flat with the dataset's size. Decoding, resizing and casting come after the cache.
+    ``image_size`` resizes (image bilinear, label nearest) when it differs from the prepared size.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -248,16 +299,12 @@ def make_dataset(
     items = split_items(prep_dir, split)
     images, labels = [str(it[1]) for it in items], [str(it[2]) for it in items]
     shuffle = training if shuffle is None else shuffle
-    weights = _weights_constant(class_weights)
-    mode = resolve_cache(cache, images + labels, cache_dir=cache_dir, budget_bytes=cache_budget_bytes)
-    disk_prefix = Path(cache_dir) / f"{split}.tfcache" if mode == "disk" else None  # type: ignore[arg-type]
-    ds = _encoded_records(images, labels, mode, bool(shuffle), seed, disk_prefix)
+    mode = resolve_cache(cache, images + labels, budget_bytes=cache_budget_bytes)
+    ds = _encoded_records(images, labels, mode, bool(shuffle), seed)
     if repeat:
         ds = ds.repeat()
     ds = ds.map(_decoder(size, image_size), num_parallel_calls=tf.data.AUTOTUNE)
     ds = _augmented(ds, _augment_config(training, augment), seed)
-    if weights is not None:
-        ds = ds.map(lambda x, y: (x, y, tf.gather(weights, y)), num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     return ds.prefetch(tf.data.AUTOTUNE)
 
@@ -269,29 +316,17 @@ def _augment_config(training: bool, augment: AugmentConfig | bool | None) -> Aug
     return augment or None
 
 
-def _weights_constant(class_weights: np.ndarray | None) -> tf.Tensor | None:
-    """``class_weights`` as a constant, after checking it holds one finite float per class."""
-    if class_weights is None:
-        return None
-    weights = np.asarray(class_weights, np.float32)
-    if weights.shape != (NUM_CLASSES,) or not np.all(np.isfinite(weights)):
-        raise ValueError(f"class_weights must be {NUM_CLASSES} finite floats, got shape {weights.shape}")
-    return tf.constant(weights)
-
-
 def _encoded_records(
-    images: list[str], labels: list[str], mode: str, shuffle: bool, seed: int, disk_prefix: Path | None
+    images: list[str], labels: list[str], mode: str, shuffle: bool, seed: int
 ) -> tf.data.Dataset:
-    """Encoded (image, label) file bytes, cached as ``mode`` says and shuffled as records or names."""
+    """Encoded (image, label) file bytes, cached in memory and shuffled as records, or shuffled as names."""
     ds = tf.data.Dataset.from_tensor_slices((images, labels))
     if shuffle and mode == "none":  # shuffle file names, then read
         ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
     ds = ds.map(_read_record, num_parallel_calls=tf.data.AUTOTUNE)
     if mode == "none":
         return ds
-    if disk_prefix is not None:
-        _clear_file_cache(disk_prefix)
-    ds = ds.cache(str(disk_prefix) if disk_prefix is not None else "")
+    ds = ds.cache()  # in memory, within the budget resolve_cache checked
     if shuffle:  # shuffle encoded records (the buffer shares the cached byte strings)
         ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
     return ds

@@ -1,7 +1,7 @@
 """The one prediction path: images of any size in, class probabilities at each image's own size out.
 
 Every caller that turns a trained U-Net's output into a prediction goes through
-:func:`predict_proba`: the end-of-training test score, ``facesegm evaluate --model``,
+:func:`predict_proba`: ``facesegm evaluate --model`` (the course's test score, notebook 05),
 ``facesegm predict``, :class:`~facesegm_utils.inference.FaceParser`, recolouring and the notebooks.
 So a model gets one score, whichever way it is asked.
 
@@ -102,7 +102,7 @@ def load(model: str | os.PathLike[str] | Any) -> Any:
     """
     if hasattr(model, "predict_on_batch"):
         return model
-    from facesegm_utils.callbacks import load_model
+    from facesegm_utils.runs import load_model
 
     path = Path(model)
     try:

@@ -45,8 +45,12 @@ def render(
     color: str | None = None,
     strength: float = 0.8,
     batch_size: int = 8,
+    align: str = "auto",
 ) -> Figure:
-    """Build the figure of one view (see the module docstring for what each view needs)."""
+    """Build the figure of one view (see the module docstring for what each view needs).
+
+    ``align`` (mask, overlay and the colour views): how the image is parsed, see
+    :class:`~facesegm_utils.inference.FaceParser`."""
     if view not in VIEWS:
         raise ValueError(f"unknown view {view!r}; expected one of {', '.join(VIEWS)}")
     if view == "confusion_matrix":
@@ -57,7 +61,7 @@ def render(
     from facesegm_utils.inference import FaceParser
 
     if view in ("mask", "overlay"):
-        labels = FaceParser(model).predict_labels(rgb)
+        labels = FaceParser(model, align=align).predict_labels(rgb)
         if view == "overlay":
             return plot_overlay(rgb, labels, title=name)
         return plot_images([rgb, colorize(labels)], [name, "predicted mask"])
@@ -67,7 +71,9 @@ def render(
     target = parse_color(color if color is not None else default)  # a bad colour fails before the model loads
     if not 0.0 <= float(strength) <= 1.0:
         raise ValueError(f"strength must be in [0, 1], got {strength}")
-    recoloured = recolor_part(rgb, FaceParser(model).predict_proba(rgb), part, target, strength=strength)
+    recoloured = recolor_part(
+        rgb, FaceParser(model, align=align).predict_proba(rgb), part, target, strength=strength
+    )
     hex_color = "#" + "".join(f"{c:02x}" for c in target)
     return plot_images([rgb, recoloured], [name, f"{part} -> {hex_color}, strength {strength:g}"])
 
@@ -125,6 +131,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--color", default=None, help="target colour, e.g. '#8b3a1a' (hair_color, lip_color)")
     parser.add_argument("--strength", type=float, default=0.8, help="recolour strength 0..1 (default 0.8)")
     parser.add_argument("--out", required=True, help="output PNG")
+    from facesegm_utils.inference import add_align_argument
+
+    add_align_argument(parser)
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -139,6 +148,7 @@ def run_cli(args: argparse.Namespace) -> int:
         report=args.report,
         color=args.color,
         strength=args.strength,
+        align=args.align,
     )
     print(f"wrote {path}")
     return 0

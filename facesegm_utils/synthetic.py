@@ -954,6 +954,33 @@ def generate_face(
     return image, {k: v.astype(bool) for k, v in masks.items()}
 
 
+def face_landmarks(seed: int, index: int, size: int) -> np.ndarray:
+    """The five landmarks of face ``index`` as drawn at ``size``: (5, 2) float pixel coordinates (x, y).
+
+    Rows: image-left eye centre, image-right eye centre, nose tip, image-left and image-right mouth
+    corner (the order :mod:`facesegm_utils.detect` returns). Coordinates are pixel centres (pixel
+    (0, 0) is the point (0, 0)), as ``cv2.warpAffine`` reads them.
+    """
+    _check(None, size)
+    p = _sample(np.random.default_rng([int(seed), int(index)]))
+    frame = _Frame(size, p["angle"], p["scale"], p["shift"])
+    g: dict = {}
+    m: dict[str, np.ndarray] = {}
+    for shape in (_shape_skin, _shape_eyes_and_brows, _shape_nose, _shape_lips):
+        shape(p, frame, m, g)
+    x, corner_y = g["lips"][0], g["mouth_y"] - 0.7 * p["smile"]
+    pts = np.array(
+        [
+            [g["eyes"][-1][0], g["eye_y"]],
+            [g["eyes"][+1][0], g["eye_y"]],
+            list(g["nose_tip"]),
+            [x[0], corner_y],
+            [x[-1], corner_y],
+        ]
+    )
+    return pts @ frame.m[:, :2].T + frame.m[:, 2] - 0.5
+
+
 def _resize_masks(masks: dict[str, np.ndarray], mask_size: int | None) -> dict[str, np.ndarray]:
     """Part masks nearest-resized (pixel centres matched) to ``mask_size``; parts left empty are dropped."""
     if mask_size is None or all(mk.shape[0] == mask_size for mk in masks.values()):

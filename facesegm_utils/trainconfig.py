@@ -1,8 +1,9 @@
 """The configuration of a training run: :class:`TrainConfig`, its option choices and checks.
 
 ``TrainConfig`` holds every option of ``facesegm train`` (its defaults are the course's recommended
-recipe); :func:`add_arguments` turns it into the command line's options and :func:`command_line`
-turns a configuration back into the command that reproduces it.
+recipe) and :class:`TrainPlan` what they resolve to on a dataset and a number of replicas;
+:func:`add_arguments` turns it into the command line's options and :func:`command_line` turns a
+configuration back into the command that reproduces it.
 """
 
 from __future__ import annotations
@@ -10,22 +11,21 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from facesegm_utils.fileio import FacesegmError
-from facesegm_utils.losses import LOSS_NAMES
-from facesegm_utils.model import ENCODER_DEPTH, ENCODER_WEIGHTS, ENCODERS, UPSAMPLING_MODES
-from facesegm_utils.pipeline import CACHE_MODES
 
+# No TensorFlow here: the choices that belong to the model and the loss are imported where they are
+# checked, so that a configuration can be built, read and written without loading TensorFlow.
 CLASS_WEIGHT_METHODS: tuple[str, ...] = ("none", "median_frequency", "inverse_sqrt")
 SCHEDULES: tuple[str, ...] = ("plateau", "cosine", "constant")
 PRECISIONS: tuple[str, ...] = ("auto", "on", "off")
 STRATEGIES: tuple[str, ...] = ("auto", "default", "mirrored", "multiworker")
 #: how ``lr`` follows the global batch: ``linear`` multiplies it by the number of replicas
 SCALE_LR: tuple[str, ...] = ("linear", "none")
+#: where ``pipeline.make_dataset`` keeps the encoded records between epochs (``none``: reread the files)
+CACHE_MODES: tuple[str, ...] = ("memory", "none")
 #: options that may differ when a run is started again into its folder (everything else must match)
 RESUME_MAY_CHANGE: tuple[str, ...] = ("epochs", "patience", "cache", "out", "extra")
 
@@ -57,7 +57,7 @@ class TrainConfig:
     strategy: str = "auto"
     scale_lr: str = "linear"
     seed: int = 0
-    patience: int = 30
+    patience: int | None = None
     max_steps_per_epoch: int | None = None
     augment: bool = True
     cache: str = "memory"
@@ -76,6 +76,9 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first option that is out of range."""
+        from facesegm_utils.losses import LOSS_NAMES
+        from facesegm_utils.model import ENCODER_WEIGHTS, ENCODERS, UPSAMPLING_MODES
+
         choices = {
             "loss": (self.loss, LOSS_NAMES),
             "class_weights": (self.class_weights, CLASS_WEIGHT_METHODS),
@@ -107,7 +110,9 @@ class TrainConfig:
             raise ValueError(f"warmup_epochs must be >= 0; got {self.warmup_epochs}")
         if int(self.freeze_encoder_epochs) < 0:
             raise ValueError(f"freeze_encoder_epochs must be >= 0; got {self.freeze_encoder_epochs}")
-        for name in ("epochs", "batch_size", "base_filters", "depth", "patience"):
+        if self.patience is not None and int(self.patience) < 1:
+            raise ValueError(f"patience must be a positive integer or None; got {self.patience}")
+        for name in ("epochs", "batch_size", "base_filters", "depth"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be a positive integer; got {getattr(self, name)}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
@@ -117,65 +122,58 @@ class TrainConfig:
         if self.image_size is not None:
             check_image_size(int(self.image_size), self.depth, self.encoder)
 
+    def unet_options(self, image_size: int) -> dict[str, Any]:
+        """The keyword arguments of :func:`facesegm_utils.model.build_unet` for this run."""
+        names = (
+            "base_filters",
+            "depth",
+            "dropout",
+            "upsampling",
+            "encoder",
+            "encoder_weights",
+            "decoder_filters",
+        )
+        return {"image_size": image_size, **{n: getattr(self, n) for n in names}}
 
-def resume_differences(record: dict[str, Any], cfg: TrainConfig, image_size: int) -> list[str]:
-    """``"name: old -> new"`` for every option of ``cfg`` that differs from a run's ``config.json``
-    (``record``), leaving out :data:`RESUME_MAY_CHANGE`. ``image_size`` is the size ``cfg`` resolves to;
-    an option the old record lacks counts as its default."""
-    new = {**cfg.to_dict(), "image_size": image_size}
-    defaults = TrainConfig(data="", out="").to_dict()
-    out = []
-    for name, value in new.items():
-        if name in RESUME_MAY_CHANGE:
-            continue
-        old = record.get(name, defaults[name])
-        if name == "data":
-            old, value = str(Path(old).resolve()), str(Path(value).resolve())
-        if old != value and not (isinstance(old, list) and list(value or []) == old):
-            out.append(f"{name}: {old!r} -> {value!r}")
-    return out
+    def plan(self, n_train: int | None, replicas: int) -> TrainPlan:
+        """The batches and the learning rate of this run over ``replicas`` for ``n_train`` training images."""
+        global_batch = self.batch_size * replicas
+        steps_per_epoch = math.ceil(n_train / global_batch) if n_train else None
+        if n_train and replicas > 1:  # every replica gets equal full batches: the last partial one is dropped
+            if n_train < global_batch:
+                raise FacesegmError(
+                    f"{n_train} training images cannot fill one global batch of {global_batch}"
+                )
+            steps_per_epoch = n_train // global_batch
+        if self.max_steps_per_epoch is not None:
+            steps_per_epoch = min(steps_per_epoch or self.max_steps_per_epoch, self.max_steps_per_epoch)
+        lr = self.lr * replicas if self.scale_lr == "linear" else self.lr
+        return TrainPlan(replicas, global_batch, steps_per_epoch, lr)
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    """What a :class:`TrainConfig` resolves to on a dataset and a number of replicas."""
+
+    replicas: int
+    #: ``batch_size * replicas``: the images of one optimizer step
+    global_batch: int
+    #: None when the training count is unknown (a full pass over the data)
+    steps_per_epoch: int | None
+    #: the peak learning rate after ``--scale-lr``
+    lr: float
 
 
 def check_image_size(image_size: int, depth: int, encoder: str | None = None) -> None:
     """Raise ``ValueError`` if ``image_size`` is not divisible by the U-Net's total stride."""
+    from facesegm_utils.model import ENCODER_DEPTH
+
     factor = 2 ** (ENCODER_DEPTH if encoder else depth)
     if image_size < 1 or image_size % factor:
         raise ValueError(
             f"image size {image_size} is not divisible by 2**{ENCODER_DEPTH if encoder else depth} = {factor}, "
             f"which a U-Net of depth {ENCODER_DEPTH if encoder else depth} needs; choose a multiple of {factor}"
         )
-
-
-def check_prepared(data: str | os.PathLike[str]) -> Path:
-    """The prepared folder, after checking it holds ``dataset.json`` and ``manifest.csv``."""
-    prep = Path(data)
-    if not prep.is_dir():
-        raise FacesegmError(
-            f"prepared dataset folder not found: {prep}; expected the output of `facesegm prepare` "
-            "(train/ val/ test/, manifest.csv, dataset.json)"
-        )
-    missing = [n for n in ("dataset.json", "manifest.csv") if not (prep / n).is_file()]
-    if missing:
-        raise FacesegmError(
-            f"{prep} is not a prepared dataset: {', '.join(missing)} missing; run `facesegm prepare` first"
-        )
-    return prep
-
-
-def split_count(info: dict[str, Any], split: str) -> int | None:
-    counts = info.get("counts") or info.get("split_counts") or {}
-    value = counts.get(split) if isinstance(counts, dict) else None
-    return int(value) if value is not None else None
-
-
-def info_size(info: dict[str, Any]) -> int | None:
-    for key in ("size", "image_size"):
-        value = info.get(key)
-        if isinstance(value, (list, tuple)):
-            value = value[0]
-        if value is not None:
-            return int(value)
-    return None
 
 
 def command_line(cfg: TrainConfig) -> str:
@@ -208,6 +206,9 @@ def _none_or_int(text: str) -> int | None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``facesegm train``."""
+    from facesegm_utils.losses import LOSS_NAMES
+    from facesegm_utils.model import ENCODER_WEIGHTS, ENCODERS, UPSAMPLING_MODES
+
     d = TrainConfig(data="", out="")
     parser.add_argument("--data", required=True, help="prepared dataset folder (from `facesegm prepare`)")
     parser.add_argument(
@@ -279,7 +280,13 @@ def _add_fit_arguments(parser: argparse.ArgumentParser, d: TrainConfig) -> None:
         "replicas, as the global batch is; none: --lr as given",
     )
     parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience (epochs)")
+    parser.add_argument(
+        "--patience",
+        type=_none_or_int,
+        default=d.patience,
+        help="stop after this many epochs without a better validation mIoU (default none: the schedule runs to "
+        "its end; the best epoch is kept either way)",
+    )
     parser.add_argument("--max-steps-per-epoch", type=int, default=None)
     parser.add_argument("--no-augment", dest="augment", action="store_false")
     parser.add_argument(
@@ -287,5 +294,5 @@ def _add_fit_arguments(parser: argparse.ArgumentParser, d: TrainConfig) -> None:
         choices=CACHE_MODES,
         default=d.cache,
         help="keep the encoded prepared files in memory (default; falls back to none above a quarter "
-        "of the RAM), in a file under OUT/cache (disk), or reread them every epoch (none)",
+        "of the RAM) or reread them every epoch (none: memory flat with the dataset's size)",
     )

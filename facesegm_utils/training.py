@@ -2,8 +2,13 @@
 
 A run folder holds ``model.keras`` (the best epoch by validation mIoU, float32 so it runs anywhere),
 ``config.json`` (everything needed to reproduce the run), ``history.csv`` (one row per epoch, kept
-across resumes), ``logs/`` (TensorBoard) and, while training, ``backup/`` (BackupAndRestore: run the
-same command again after an interruption and training resumes at the epoch where it stopped).
+across resumes), ``logs/`` (TensorBoard) and ``backup/`` (BackupAndRestore: the last epoch's weights
+and optimizer state). Run the same command again after an interruption and training resumes at the
+epoch where it stopped; after the end it says the run is complete and changes nothing, and with a
+larger ``--epochs`` it extends the run (:mod:`facesegm_utils.runs`).
+
+:func:`train` reads top to bottom: the options and the data, the run folder, the strategy and its
+replicas, the model compiled, the fit, the outcome.
 
 Distribution uses ``tf.distribute`` only: one device by default, ``MirroredStrategy`` over several
 GPUs, ``MultiWorkerMirroredStrategy`` when ``TF_CONFIG`` is set. ``batch_size`` is per replica; the
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import dataclasses
 import json
 import math
@@ -21,38 +27,25 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import keras
-import numpy as np
 
-from facesegm_utils import trainconfig
-from facesegm_utils.callbacks import (
-    VAL_MIOU,
-    BestModelCheckpoint,
-    HistoryCSV,
-    NaNGuard,
-    compile_model,
-    tensorboard_available,
-)
+from facesegm_utils import pipeline, runs, trainconfig
+from facesegm_utils.callbacks import NaNGuard, compile_model, run_callbacks
 from facesegm_utils.evaluation import evaluate_model
-from facesegm_utils.fileio import FacesegmError, atomic_write_json, read_history
-from facesegm_utils.labels import CLASSES, NUM_CLASSES
+from facesegm_utils.fileio import FacesegmError, atomic_write_json
+from facesegm_utils.labels import NUM_CLASSES
 from facesegm_utils.losses import get_loss
-from facesegm_utils.model import build_unet, weights_source
-from facesegm_utils.optim import make_optimizer
+from facesegm_utils.model import build_unet
+from facesegm_utils.optim import cosine_schedule, make_optimizer
 from facesegm_utils.trainconfig import (
     PRECISIONS,
-    RESUME_MAY_CHANGE,
     STRATEGIES,
     TrainConfig,
     check_image_size,
-    check_prepared,
-    command_line,
-    info_size,
-    resume_differences,
-    split_count,
 )
 
 
@@ -102,65 +95,6 @@ def resolve_precision(mode: str) -> str:
     return "float32"
 
 
-# ------------------------------------------------------------------------------------------- train
-def _datasets(
-    cfg: TrainConfig, prep: Path, global_batch: int, image_size: int, class_weights: Any, out: Path
-) -> tuple:
-    """Training and validation datasets of ``global_batch``; a disk cache goes under ``out``."""
-    import tensorflow as tf
-
-    from facesegm_utils import pipeline
-
-    train_ds = pipeline.make_dataset(
-        prep,
-        "train",
-        global_batch,
-        training=True,
-        augment=cfg.augment,
-        shuffle=True,
-        cache=cfg.cache,
-        cache_dir=out / "cache",
-        seed=cfg.seed,
-        drop_remainder=global_batch > cfg.batch_size,  # equal shards for every replica
-        repeat=cfg.max_steps_per_epoch is not None,
-        image_size=image_size,
-    )
-    # with several replicas, a partial last batch cannot be sharded evenly: drop it when possible
-    n_val = split_count(pipeline.read_dataset_info(prep), "val") or 0
-    val_ds = pipeline.make_dataset(
-        prep,
-        "val",
-        global_batch,
-        training=False,
-        cache=cfg.cache,
-        cache_dir=out / "cache",
-        seed=cfg.seed,
-        image_size=image_size,
-        drop_remainder=global_batch > cfg.batch_size and n_val >= global_batch,
-    )
-    # records are read from a list of files, not from files a reader op could split: shard by DATA
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return train_ds.with_options(options), val_ds.with_options(options)
-
-
-def cosine_schedule(lr: float, epochs: int, steps_per_epoch: int, warmup_epochs: int = 0) -> Any:
-    """Linear warmup from ``lr / 100`` to ``lr`` over ``warmup_epochs``, then cosine decay to ``lr / 100``."""
-    total = max(1, int(epochs) * int(steps_per_epoch))
-    warmup = min(int(warmup_epochs) * int(steps_per_epoch), total - 1)
-    if warmup <= 0:
-        return keras.optimizers.schedules.CosineDecay(lr, decay_steps=total, alpha=0.01)
-    return keras.optimizers.schedules.CosineDecay(
-        lr / 100, decay_steps=total - warmup, alpha=0.01, warmup_target=lr, warmup_steps=warmup
-    )
-
-
-def _versions() -> dict[str, str]:
-    from facesegm_utils import env
-
-    return env.versions()
-
-
 def is_chief(strategy: Any) -> bool:
     """Whether this process writes the run folder: the only process, or in a multi-worker cluster the
     task ``chief`` (or worker 0 when the cluster names no chief), as TensorFlow's guide does."""
@@ -203,79 +137,131 @@ def _patch_nested_reduce(strategy: Any) -> None:
     strategy.reduce = patched
 
 
-def move_aside(run: Path) -> Path | None:
-    """Rename a non-empty run folder to ``RUN.old-YYYYmmdd-HHMMSS`` (nothing is deleted); the new name."""
-    if not run.is_dir() or not any(run.iterdir()):
-        return None
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    target, n = run.with_name(f"{run.name}.old-{stamp}"), 1
-    while target.exists():
-        target, n = run.with_name(f"{run.name}.old-{stamp}-{n}"), n + 1
-    run.rename(target)
-    print(f"moved the earlier run {run} aside to {target}")
-    return target
+# ------------------------------------------------------------------------------------------- train
+def train(
+    config: TrainConfig | dict[str, Any], callbacks: list[Any] | None = None, restart: bool = False
+) -> dict[str, Any]:
+    """Train a U-Net as ``config`` says; return ``{"mode", "history", "model_path", "run_dir", ...}``.
 
-
-def _check_resume(cfg: TrainConfig, run: Path, image_size: int) -> None:
-    """Refuse to continue a run folder whose ``config.json`` holds other options (FacesegmError)."""
-    path = run / "config.json"
-    if not path.is_file():
-        return
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise FacesegmError(f"cannot read {path} ({exc}); use --restart to move the run aside") from None
-    diffs = resume_differences(record, cfg, image_size)
-    if diffs:
-        raise FacesegmError(
-            f"{run} holds a run made with other options, so it cannot be continued with these:\n  "
-            + "\n  ".join(diffs)
-            + f"\nRun with the old options to continue it, or add --restart to move {run} aside (renamed, "
-            f"nothing deleted) and start over. Options that may change: {', '.join(RESUME_MAY_CHANGE)}."
+    The same configuration into the same folder again resumes an interrupted run, and on a finished
+    run prints one line and changes nothing unless ``epochs`` is larger: then it extends the run (see
+    :func:`facesegm_utils.runs.run_state`); ``restart=True`` moves an earlier run aside first. Only
+    the chief of several workers writes ``RUN``. ``callbacks`` are added to the package's own. Raises
+    ``FacesegmError`` for a missing prepared folder, a run made with other options or a NaN loss, and
+    ``ValueError`` for an option out of range.
+    """
+    # 1. the options and the data
+    cfg = TrainConfig.from_dict(config) if isinstance(config, dict) else config
+    cfg.validate()
+    data = pipeline.open_prepared(cfg.data, cfg.image_size)
+    check_image_size(data.image_size, cfg.depth, cfg.encoder)
+    # 2. the run folder: a new run, a resumed or extended one, or a complete one (then nothing changes)
+    run = Path(cfg.out)
+    state = runs.run_state(run, cfg, data.image_size, restart)
+    if state.mode == "complete":
+        print(runs.complete_line(state.record or {}))
+        return _result(run, run, state.record or {}, 0.0, state.mode)
+    resuming = state.mode in ("resume", "extend")
+    # 3. the strategy, its replicas and the precision
+    keras.utils.set_random_seed(cfg.seed)
+    strategy = make_strategy(cfg.strategy)
+    plan = cfg.plan(data.counts.get("train"), int(strategy.num_replicas_in_sync))
+    unet_options = cfg.unet_options(data.image_size)
+    policy = resolve_precision(cfg.mixed_precision)
+    if restart and is_chief(strategy):
+        runs.move_aside(run)
+    with _worker_folder(run, strategy, restart) as out, _dtype_policy(policy):
+        # 4. the data as tf.data, the loss, and the record of what runs (config.json)
+        weights = (
+            None if cfg.class_weights == "none" else pipeline.class_weights(data.info, cfg.class_weights)
         )
+        train_ds, val_ds = pipeline.training_datasets(
+            data, plan.global_batch, plan.replicas, augment=cfg.augment, cache=cfg.cache,
+            seed=cfg.seed, repeat=cfg.max_steps_per_epoch is not None,
+        )  # fmt: skip
+        loss = get_loss(cfg.loss, weights)  # the Dice loss uses no class weights
+        record = runs.new_record(cfg, data, plan, policy, type(strategy).__name__, loss, state.segments)
+        atomic_write_json(out / runs.CONFIG, record)
+        if not resuming:  # an earlier start that never finished an epoch, or stopped on a NaN loss
+            (out / runs.HISTORY).unlink(missing_ok=True)
+        # 5. the model, compiled in the strategy's scope
+        steps = plan.steps_per_epoch or 1
+        lr: Any = plan.lr
+        if cfg.schedule == "cosine":
+            (_, epochs), *resumes = state.segments
+            lr = cosine_schedule(plan.lr, epochs, steps, cfg.warmup_epochs, resumes)
+        with strategy.scope():
+            model = build_unet(**unet_options)
+            optimizer = make_optimizer(model, lr, cfg.encoder_lr_scale, cfg.freeze_encoder_epochs * steps)
+            compile_model(model, loss, lr, NUM_CLASSES, optimizer)
+        # 6. fit: the package's callbacks write backup/, model.keras (the best epoch), history.csv, logs/
+        cbs = run_callbacks(
+            out, patience=cfg.patience, schedule=cfg.schedule, lr=plan.lr, resuming=resuming,
+            initial_best=runs.best_val_miou(out) if resuming else -math.inf,
+            export=_float32_export(policy, unet_options),
+        )  # fmt: skip
+        start = time.perf_counter()
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=cfg.epochs,
+            steps_per_epoch=plan.steps_per_epoch if cfg.max_steps_per_epoch is not None else None,
+            callbacks=cbs + list(callbacks or []),
+            shuffle=False,  # the tf.data pipeline shuffles (seeded) itself
+            verbose=2,
+        )
+        seconds = time.perf_counter() - start
+        # 7. the outcome, in config.json
+        _stop_on_nan(next(cb.nan_epoch for cb in cbs if isinstance(cb, NaNGuard)), out, record, plan.lr)
+        record = runs.finished_record(record, out, seconds, int(model.count_params()))
+        atomic_write_json(out / runs.CONFIG, record)
+        return _result(run, out, record, seconds, state.mode)
 
 
-def _worker_folder(run: Path, strategy: Any, restart: bool) -> Path:
-    """Where this process writes: the run folder for the chief; for another worker a temporary
-    folder (removed at exit), seeded with the chief's backup so that every worker resumes alike."""
+def _stop_on_nan(nan_epoch: int | None, out: Path, record: dict[str, Any], lr: float) -> None:
+    """After a loss that turned NaN in ``nan_epoch``: record it, drop the NaN backup, raise."""
+    if nan_epoch is None:
+        return
+    atomic_write_json(out / runs.CONFIG, {**record, "status": f"stopped: NaN loss in epoch {nan_epoch}"})
+    shutil.rmtree(out / runs.BACKUP, ignore_errors=True)  # NaN weights: nothing to resume from
+    raise FacesegmError(
+        f"training loss became NaN/inf in epoch {nan_epoch} (learning rate {lr:g}); "
+        f"try a lower learning rate, e.g. --lr {record['lr'] / 10:g}"
+    )
+
+
+@contextlib.contextmanager
+def _worker_folder(run: Path, strategy: Any, restart: bool) -> Iterator[Path]:
+    """Where this process writes, created: the run folder for the chief; for another worker a
+    temporary folder (removed at the end, or at exit), seeded with the chief's backup so that every
+    worker resumes alike."""
     if is_chief(strategy):
-        return run
+        run.mkdir(parents=True, exist_ok=True)
+        yield run
+        return
     task_id = int(strategy.cluster_resolver.task_id)
     tmp = Path(tempfile.mkdtemp(prefix=f"facesegm-worker{task_id}-{os.getpid()}-"))  # see cli.supervise
     atexit.register(shutil.rmtree, tmp, True)
-    if not restart and (run / "backup").is_dir():
-        shutil.copytree(run / "backup", tmp / "backup")
-    return tmp
+    if not restart and (run / runs.BACKUP).is_dir():
+        shutil.copytree(run / runs.BACKUP, tmp / runs.BACKUP)
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _plan(cfg: TrainConfig, n_train: int, strategy: Any) -> dict[str, Any]:
-    """Replicas, global batch, steps per epoch and the learning rate after ``--scale-lr``."""
-    replicas = int(strategy.num_replicas_in_sync)
-    global_batch = cfg.batch_size * replicas
-    steps_per_epoch = math.ceil(n_train / global_batch) if n_train else None
-    if n_train and replicas > 1:
-        steps_per_epoch = max(1, n_train // global_batch)
-        if n_train < global_batch:
-            raise FacesegmError(f"{n_train} training images cannot fill one global batch of {global_batch}")
-    if cfg.max_steps_per_epoch is not None:
-        steps_per_epoch = min(steps_per_epoch or cfg.max_steps_per_epoch, cfg.max_steps_per_epoch)
-    lr = cfg.lr * replicas if cfg.scale_lr == "linear" else cfg.lr
-    return {"replicas": replicas, "global_batch": global_batch, "steps_per_epoch": steps_per_epoch, "lr": lr}
+@contextlib.contextmanager
+def _dtype_policy(policy: str) -> Iterator[None]:
+    """Keras' global dtype policy set to ``policy`` inside, and given back after."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
 
 
-def _compile(cfg: TrainConfig, build_kwargs: dict[str, Any], plan: dict[str, Any], class_weights: Any) -> Any:
-    """The U-Net, compiled (call inside the strategy's scope)."""
-    model = build_unet(**build_kwargs)
-    steps = plan["steps_per_epoch"] or 1
-    lr: Any = plan["lr"]
-    if cfg.schedule == "cosine":
-        lr = cosine_schedule(plan["lr"], cfg.epochs, steps, cfg.warmup_epochs)
-    optimizer = make_optimizer(model, lr, cfg.encoder_lr_scale, cfg.freeze_encoder_epochs * steps)
-    compile_model(model, get_loss(cfg.loss, class_weights), lr, NUM_CLASSES, optimizer)
-    return model
-
-
-def _float32_export(policy: str, build_kwargs: dict[str, Any]) -> Any:
+def _float32_export(policy: str, unet_options: dict[str, Any]) -> Any:
     """Under mixed precision, a function giving a float32 twin to save; else None."""
     if policy == "float32":
         return None
@@ -283,236 +269,31 @@ def _float32_export(policy: str, build_kwargs: dict[str, Any]) -> Any:
 
     def export() -> keras.Model:
         if "model" not in twin:
-            keras.mixed_precision.set_global_policy("float32")
-            try:
-                twin["model"] = build_unet(**build_kwargs)
-            finally:
-                keras.mixed_precision.set_global_policy(policy)
+            with _dtype_policy("float32"):
+                twin["model"] = build_unet(**unet_options)
         return twin["model"]
 
     return export
 
 
-def _callbacks(
-    cfg: TrainConfig, out: Path, lr: float, resuming: bool, initial_best: float, export: Any
-) -> list:
-    """The package's callbacks writing into ``out``: backup, best checkpoint, history, NaN guard, ..."""
-    cbs: list[Any] = [
-        keras.callbacks.BackupAndRestore(str(out / "backup"), delete_checkpoint=True),
-        BestModelCheckpoint(out / "model.keras", VAL_MIOU, initial_best, export),
-        HistoryCSV(out / "history.csv", append=resuming),
-        NaNGuard(),
-        keras.callbacks.EarlyStopping(monitor=VAL_MIOU, mode="max", patience=cfg.patience, verbose=1),
-    ]
-    if tensorboard_available():
-        cbs.append(keras.callbacks.TensorBoard(log_dir=str(out / "logs"), write_graph=False, profile_batch=0))
-    else:
-        print("note: the tensorboard package is not installed, so no TensorBoard logs are written")
-    if cfg.schedule == "plateau":
-        cbs.append(
-            keras.callbacks.ReduceLROnPlateau(
-                monitor="val_loss", factor=0.5, patience=max(1, cfg.patience // 3), min_lr=lr / 100, verbose=1
-            )
-        )
-    return cbs
-
-
-def _initial_best(history_path: Path, resuming: bool) -> float:
-    """The best validation mIoU of the epochs a resumed run already has (a new run starts empty)."""
-    if not history_path.is_file():
-        return -math.inf
-    if not resuming:
-        history_path.unlink()
-        return -math.inf
-    past = [v for v in read_history(history_path).get(VAL_MIOU, []) if math.isfinite(v)]
-    return max(past) if past else -math.inf
-
-
-def _resolve_data(cfg: TrainConfig) -> tuple[Path, dict[str, Any], int, int | None]:
-    """The prepared folder, its ``dataset.json``, the image size and the training count, checked."""
-    from facesegm_utils import pipeline
-
-    prep = check_prepared(cfg.data)
-    info = pipeline.read_dataset_info(prep)
-    image_size = int(cfg.image_size or info_size(info) or 0)
-    if not image_size:
-        raise FacesegmError(f"no image size given and none found in {prep / 'dataset.json'}")
-    check_image_size(image_size, cfg.depth, cfg.encoder)
-    n_train = split_count(info, "train")
-    if n_train == 0:
-        raise FacesegmError(f"the prepared dataset {prep} has no training images")
-    return prep, info, image_size, n_train
-
-
-def train(
-    config: TrainConfig | dict[str, Any], callbacks: list[Any] | None = None, restart: bool = False
-) -> dict[str, Any]:
-    """Train a U-Net as ``config`` says; return ``{"history", "model_path", "run_dir", ...}``.
-
-    Running the same configuration again into the same folder after an interruption resumes from
-    ``RUN/backup/``; other options (than :data:`RESUME_MAY_CHANGE`) stop with a ``FacesegmError``
-    listing them, and ``restart=True`` moves an earlier run folder aside first. Under
-    ``MultiWorkerMirroredStrategy`` only the chief writes ``RUN``; the other workers write to
-    temporary folders removed at the end. ``callbacks`` are added to the package's own. Raises
-    ``FacesegmError`` for a missing prepared folder or a loss that turned NaN, and ``ValueError``
-    for an option out of range or an image size that ``2**depth`` does not divide.
-    """
-    cfg = TrainConfig.from_dict(config) if isinstance(config, dict) else config
-    cfg.validate()
-    prep, info, image_size, n_train = _resolve_data(cfg)
-    run = Path(cfg.out)
-    if not restart:
-        _check_resume(cfg, run, image_size)
-    keras.utils.set_random_seed(cfg.seed)
-    strategy = make_strategy(cfg.strategy)
-    if restart and is_chief(strategy):
-        move_aside(run)
-    out = _worker_folder(run, strategy, restart)
-    out.mkdir(parents=True, exist_ok=True)
-    resuming = (out / "backup").is_dir() and any((out / "backup").iterdir())
-    try:
-        return _fit(cfg, prep, info, image_size, n_train, strategy, run, out, resuming, callbacks)
-    finally:
-        if out != run:
-            shutil.rmtree(out, ignore_errors=True)
-
-
-def _fit(
-    cfg: TrainConfig,
-    prep: Path,
-    info: dict[str, Any],
-    image_size: int,
-    n_train: int | None,
-    strategy: Any,
-    run: Path,
-    out: Path,
-    resuming: bool,
-    callbacks: list[Any] | None,
-) -> dict[str, Any]:
-    """The body of :func:`train` once the folders are settled: record, build, fit, finish."""
-    from facesegm_utils import pipeline
-
-    policy, previous_policy = resolve_precision(cfg.mixed_precision), keras.mixed_precision.global_policy()
-    plan = _plan(cfg, n_train, strategy)
-    # pipeline.class_weights is the one class-weight function (it checks the frequencies it reads)
-    class_weights = (
-        None if cfg.class_weights == "none" else pipeline.class_weights(info, cfg.class_weights).tolist()
-    )
-    names = (
-        "base_filters",
-        "depth",
-        "dropout",
-        "upsampling",
-        "encoder",
-        "encoder_weights",
-        "decoder_filters",
-    )
-    build_kwargs = {
-        "image_size": image_size,
-        "num_classes": NUM_CLASSES,
-        **{n: getattr(cfg, n) for n in names},
-    }
-    record = _record(cfg, info, image_size, policy, strategy, plan, class_weights)
-    atomic_write_json(out / "config.json", record)
-    initial_best = _initial_best(out / "history.csv", resuming)
-    start = time.perf_counter()
-    try:
-        keras.mixed_precision.set_global_policy(policy)
-        train_ds, val_ds = _datasets(cfg, prep, plan["global_batch"], image_size, class_weights, out)
-        with strategy.scope():
-            model = _compile(cfg, build_kwargs, plan, class_weights)
-        cbs = _callbacks(cfg, out, plan["lr"], resuming, initial_best, _float32_export(policy, build_kwargs))
-        model.fit(
-            train_ds,
-            validation_data=val_ds,
-            epochs=cfg.epochs,
-            steps_per_epoch=plan["steps_per_epoch"] if cfg.max_steps_per_epoch is not None else None,
-            callbacks=cbs + list(callbacks or []),
-            shuffle=False,  # the tf.data pipeline shuffles (seeded) itself
-            verbose=2,
-        )
-    finally:
-        keras.mixed_precision.set_global_policy(previous_policy)
-    nan_epoch = next(cb.nan_epoch for cb in cbs if isinstance(cb, NaNGuard))
-    return _finish(cfg, record, out, run, time.perf_counter() - start, nan_epoch, model, plan, policy)
-
-
-def _record(
-    cfg: TrainConfig,
-    info: dict[str, Any],
-    image_size: int,
-    policy: str,
-    strategy: Any,
-    plan: dict[str, Any],
-    class_weights: list[float] | None,
-) -> dict[str, Any]:
-    """``config.json``: every option, what they resolved to, the data, the versions, the command."""
+def _result(run: Path, out: Path, record: dict[str, Any], seconds: float, mode: str) -> dict[str, Any]:
+    """What :func:`train` returns, from a run's ``config.json`` and ``history.csv`` (in ``out``);
+    ``mode`` is what it did (see :class:`facesegm_utils.runs.RunState`)."""
     return {
-        **cfg.to_dict(),
-        "image_size": image_size,
-        "num_classes": NUM_CLASSES,
-        "classes": list(CLASSES),
-        "dtype_policy": policy,
-        "strategy_name": type(strategy).__name__,
-        "replicas": plan["replicas"],
-        "global_batch_size": plan["global_batch"],
-        "lr_effective": plan["lr"],
-        "steps_per_epoch": plan["steps_per_epoch"],
-        "class_weight_values": class_weights,
-        "encoder_weights_loaded": weights_source(cfg.encoder, cfg.encoder_weights),
-        "dataset": {k: info.get(k) for k in ("size", "image_size", "counts", "split") if k in info},
-        "versions": _versions(),
-        "command": command_line(cfg),
-        "status": "running",
-    }
-
-
-def _finish(
-    cfg: TrainConfig,
-    record: dict[str, Any],
-    out: Path,
-    run: Path,
-    seconds: float,
-    nan_epoch: int | None,
-    model: keras.Model,
-    plan: dict[str, Any],
-    policy: str,
-) -> dict[str, Any]:
-    """Record the outcome in ``config.json``; raise on a NaN loss; the result of :func:`train`."""
-    if nan_epoch is not None:
-        record["status"] = f"stopped: NaN loss in epoch {nan_epoch}"
-        atomic_write_json(out / "config.json", record)
-        raise FacesegmError(
-            f"training loss became NaN/inf in epoch {nan_epoch} (learning rate {plan['lr']:g}); "
-            f"try a lower learning rate, e.g. --lr {cfg.lr / 10:g}"
-        )
-    history_path = out / "history.csv"
-    history = read_history(history_path) if history_path.is_file() else {}
-    best = [v for v in history.get(VAL_MIOU, []) if math.isfinite(v)]
-    record.update(
-        {
-            "status": "finished",
-            "epochs_run": len(history.get("epoch", [])),
-            "best_val_miou": max(best) if best else None,
-            "best_epoch": int(history["epoch"][int(np.nanargmax(history[VAL_MIOU]))]) if best else None,
-            "train_seconds_this_session": round(seconds, 2),
-        }
-    )
-    atomic_write_json(out / "config.json", record)
-    return {
-        "history": history,
+        "mode": mode,
+        "history": runs.history(out),
         "run_dir": str(run),
-        "model_path": str(run / "model.keras"),
-        "history_csv": str(run / "history.csv"),
-        "config_path": str(run / "config.json"),
+        "model_path": str(run / runs.MODEL),
+        "history_csv": str(run / runs.HISTORY),
+        "config_path": str(run / runs.CONFIG),
         "logs_dir": str(run / "logs"),
-        "best_val_miou": record["best_val_miou"],
-        "best_epoch": record["best_epoch"],
-        "epochs_run": record["epochs_run"],
+        "best_val_miou": record.get("best_val_miou"),
+        "best_epoch": record.get("best_epoch"),
+        "epochs_run": record.get("epochs_run"),
         "seconds": seconds,
-        "replicas": plan["replicas"],
-        "dtype_policy": policy,
-        "params": int(model.count_params()),
+        "replicas": record.get("replicas"),
+        "dtype_policy": record.get("dtype_policy"),
+        "params": record.get("params"),
         "chief": out == run,
     }
 
@@ -536,9 +317,7 @@ def compare_runs(
     rows = []
     for name, options in variants.items():
         run = Path(out_root) / name.replace("+", "_")
-        cfg = dataclasses.replace(
-            base, **options, epochs=int(epochs), out=str(run), patience=max(1, int(epochs))
-        )
+        cfg = dataclasses.replace(base, **options, epochs=int(epochs), out=str(run), patience=None)
         result = train(cfg, restart=True)
         scores = evaluate_model(result["model_path"], base.data, split, batch_size=base.batch_size)
         rows.append(
@@ -579,5 +358,6 @@ def run_cli(args: argparse.Namespace) -> int:
     names = {f.name for f in dataclasses.fields(TrainConfig)} - {"extra"}
     cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
     result = train(cfg, restart=bool(getattr(args, "restart", False)))
-    print(json.dumps({k: result[k] for k in ("model_path", "best_val_miou", "best_epoch", "epochs_run")}))
+    if result["mode"] != "complete":  # a complete run has said its one line
+        print(json.dumps({k: result[k] for k in ("model_path", "best_val_miou", "best_epoch", "epochs_run")}))
     return 0

@@ -1,4 +1,4 @@
-"""Recolouring images, folders and videos: video I/O, temporal smoothing, flicker, ``facesegm recolor``.
+"""Recolouring video: video I/O, temporal smoothing, flicker (the CLI is :mod:`facesegm_utils.recolor_cli`).
 
 A per-frame predictor gives masks whose edges wobble from frame to frame even when the face does
 not move; recoloured, that wobble is a visible flicker. :func:`ema_smooth` averages the part's
@@ -12,7 +12,7 @@ the dense optical flow between the two frames (OpenCV DIS, :class:`MotionCompens
 default of ``facesegm recolor`` (``--no-smooth-motion`` turns it off).
 
 Two measures judge a smoother, on synthetic clips whose true moving mask is known
-(:func:`make_jitter_clip`: a shaky hand; :func:`make_motion_clip`: 4 % of the frame per frame):
+(:mod:`facesegm_utils.clips`: a shaky hand; real motion at 4 % of the frame per frame):
 :func:`mask_error`, the mean distance to the true mask, and :func:`flicker`, the mean
 frame-to-frame change of the mask, optionally counting only the change the true motion does not
 explain.
@@ -20,8 +20,6 @@ explain.
 
 from __future__ import annotations
 
-import argparse
-import itertools
 import math
 import os
 import tempfile
@@ -35,12 +33,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from facesegm_utils.fileio import FacesegmError, read_label_map, read_rgb, write_image_atomic
-from facesegm_utils.inference import IMAGE_SUFFIXES, FaceParser, list_images
-from facesegm_utils.labels import NUM_CLASSES
+from facesegm_utils.clips import SyntheticClip
+from facesegm_utils.fileio import FacesegmError
 from facesegm_utils.recolor import (
-    METHODS,
-    RECOLOR_PARTS,
     default_feather,
     parse_color,
     part_classes,
@@ -48,7 +43,6 @@ from facesegm_utils.recolor import (
     part_weight,
     recolor,
     refine_weight,
-    valid_parts,
     weight_from_probability,
 )
 
@@ -348,144 +342,6 @@ def mask_error(masks: Sequence[np.ndarray] | np.ndarray, truth: Sequence[np.ndar
     return float(np.mean([np.abs(a - b).mean() for a, b in zip(seq, ref, strict=True)]))
 
 
-# ------------------------------------------------------------------------------- synthetic clips
-@dataclass
-class SyntheticClip:
-    """A synthetic clip: ``frames`` (RGB uint8), ``labels`` (what a jittery per-frame predictor would
-    give: the true map plus edge noise), ``clean`` (the true, moving label maps) and ``motion`` (per
-    frame, the 2x3 affine matrix from the previous frame's coordinates to this frame's; identity
-    for the first)."""
-
-    frames: list[np.ndarray]
-    labels: list[np.ndarray]
-    clean: list[np.ndarray]
-    motion: list[np.ndarray]
-
-
-def _edge_noise(lbl: np.ndarray, rng: np.random.Generator, radius: int, amount: float) -> np.ndarray:
-    """Replace blobs along the class edges with the label ``radius`` px away, as a jittery predictor does."""
-    k = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
-    band = cv2.dilate(lbl, k) != cv2.erode(lbl, k)
-    if amount <= 0 or not band.any():
-        return lbl.copy()
-    field = cv2.GaussianBlur(
-        rng.standard_normal(lbl.shape).astype(np.float32), (0, 0), max(1.0, radius / 1.5)
-    )
-    sel = band & (field > np.quantile(field[band], 1.0 - amount))
-    out = lbl.copy()
-    half = rng.random(lbl.shape) < 0.5
-    for part_sel in (sel & half, sel & ~half):
-        dy, dx = rng.integers(-radius, radius + 1, size=2)
-        out[part_sel] = np.roll(lbl, (int(dy), int(dx)), axis=(0, 1))[part_sel]
-    return out
-
-
-def _check_clip_input(image: np.ndarray, labels: np.ndarray, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
-    img = np.asarray(image)
-    lbl = np.asarray(labels)
-    if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-        raise ValueError(f"image must be RGB uint8 (H, W, 3), got shape {img.shape} dtype {img.dtype}")
-    if lbl.shape != img.shape[:2] or not np.issubdtype(lbl.dtype, np.integer):
-        raise ValueError(
-            f"labels must be an integer map of the image's shape {img.shape[:2]}, got {lbl.shape} {lbl.dtype}"
-        )
-    if n_frames < 2:
-        raise ValueError(f"n_frames must be at least 2, got {n_frames}")
-    return img, lbl.astype(np.uint8)
-
-
-def _film(
-    img: np.ndarray,
-    lbl: np.ndarray,
-    poses: Iterator[np.ndarray],
-    n_frames: int,
-    pad: int,
-    edge_noise: float,
-    rng: np.random.Generator,
-) -> SyntheticClip:
-    """Film a still scene (the photo, mirrored into a ``pad``-pixel border so that nothing outside
-    it is undefined) with a camera at ``poses`` (2x3: photo coordinates to frame coordinates)."""
-    h, w = lbl.shape
-    scene = cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_REFLECT)
-    scene_lbl = cv2.copyMakeBorder(lbl, pad, pad, pad, pad, cv2.BORDER_REFLECT)
-    radius = max(1, round(0.01 * max(h, w)))
-    clip = SyntheticClip([], [], [], [])
-    prev = None
-    for _, pose in zip(range(n_frames), poses, strict=False):
-        cam = np.vstack([pose, [0.0, 0.0, 1.0]]) @ np.array([[1.0, 0, -pad], [0, 1.0, -pad], [0, 0, 1.0]])
-        clip.frames.append(cv2.warpAffine(scene, cam[:2], (w, h), flags=cv2.INTER_LINEAR))
-        moved = cv2.warpAffine(scene_lbl, cam[:2], (w, h), flags=cv2.INTER_NEAREST)
-        clip.clean.append(moved)
-        clip.labels.append(_edge_noise(moved, rng, radius, edge_noise))
-        step = np.eye(3) if prev is None else cam @ np.linalg.inv(prev)
-        clip.motion.append(step[:2].copy())
-        prev = cam
-    return clip
-
-
-def make_jitter_clip(
-    image: np.ndarray,
-    labels: np.ndarray,
-    n_frames: int = 24,
-    seed: int = 0,
-    max_shift: float = 0.01,
-    max_angle: float = 1.5,
-    edge_noise: float = 0.35,
-) -> SyntheticClip:
-    """A short synthetic clip of a still photo held by a slightly shaky hand, with per-frame mask noise.
-
-    Each frame is the photo shifted (a random walk bounded by ``max_shift`` of the side) and rotated
-    (bounded by ``max_angle`` degrees); its label map moves with it (``clean``). ``labels`` adds edge
-    noise: a fraction ``edge_noise`` of a band ~1 % of the side wide along every class edge takes the
-    label from a few pixels away, redrawn each frame, as an unstable per-frame predictor would.
-    """
-    img, lbl = _check_clip_input(image, labels, n_frames)
-    rng = np.random.default_rng(seed)
-    h, w = lbl.shape
-    shift_px = max_shift * max(h, w)
-
-    def poses() -> Iterator[np.ndarray]:
-        pos = np.zeros(3)  # dx, dy, angle
-        step = np.array([shift_px / 4, shift_px / 4, max_angle / 4])
-        bound = np.array([shift_px, shift_px, max_angle])
-        while True:
-            pos = np.clip(pos + rng.normal(0.0, 1.0, 3) * step, -bound, bound)
-            m = cv2.getRotationMatrix2D((w / 2, h / 2), float(pos[2]), 1.0)
-            m[:, 2] += pos[:2]
-            yield m
-
-    pad = int(math.ceil(shift_px + math.radians(max_angle) * max(h, w))) + 2
-    return _film(img, lbl, poses(), n_frames, pad, edge_noise, rng)
-
-
-def make_motion_clip(
-    image: np.ndarray,
-    labels: np.ndarray,
-    n_frames: int = 24,
-    seed: int = 0,
-    speed: float = 0.04,
-    radius: float = 0.1,
-    edge_noise: float = 0.35,
-) -> SyntheticClip:
-    """A clip with real motion: the camera circles over the photo at ``speed`` of the side per frame
-    (a circle of ``radius`` of the side), in whole-pixel steps so the true moving mask is exact, with
-    the same per-frame edge noise as :func:`make_jitter_clip`."""
-    img, lbl = _check_clip_input(image, labels, n_frames)
-    if not 0 < speed <= radius:
-        raise ValueError(f"speed must be in (0, radius={radius}], got {speed}")
-    rng = np.random.default_rng(seed)
-    side = max(lbl.shape)
-    r = radius * side
-    turn = speed * side / r  # radians per frame
-
-    def poses() -> Iterator[np.ndarray]:
-        for t in itertools.count():
-            dx, dy = round(r - r * math.cos(t * turn)), round(-r * math.sin(t * turn))
-            yield np.array([[1.0, 0.0, dx], [0.0, 1.0, dy]])
-
-    return _film(img, lbl, poses(), n_frames, int(math.ceil(2 * r)) + 2, edge_noise, rng)
-
-
 # ------------------------------------------------------------------------------------ recolouring
 def recolor_sequence(
     frames: Iterable[np.ndarray],
@@ -573,156 +429,3 @@ def compare_smoothing(
         )
     runs["true mask"] = SmoothingRun([], truth, 0.0, 0.0, flicker(truth), flicker(truth, clip.motion))
     return runs
-
-
-def _label_source(labels: Path, images: list[Path]) -> list[Path]:
-    """One label map per image: a single file for all, or ``{stem}.png`` from a folder."""
-    if labels.is_dir():
-        paths = [labels / f"{p.stem}.png" for p in images]
-        missing = [p for p in paths if not p.is_file()]
-        if missing:
-            raise FileNotFoundError(
-                f"label map not found: {missing[0]} (expected {{stem}}.png for every image)"
-            )
-        return paths
-    if not labels.is_file():
-        raise FileNotFoundError(f"label map not found: {labels}")
-    return [labels] * len(images)
-
-
-def _check_labels(lbl: np.ndarray, shape: tuple[int, int], path: Path) -> np.ndarray:
-    if lbl.shape != shape:
-        raise FacesegmError(
-            f"label map {path} is {lbl.shape[1]}x{lbl.shape[0]}, expected the input's size {shape[1]}x{shape[0]}"
-        )
-    if lbl.max() >= NUM_CLASSES:
-        raise FacesegmError(f"label map {path} holds class id {lbl.max()}; expected ids 0..{NUM_CLASSES - 1}")
-    return lbl
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``facesegm recolor``."""
-    parser.add_argument("--input", required=True, help="an image, a folder of images, or a video (.mp4/.avi)")
-    parser.add_argument("--out", required=True, help="output image, folder or video (.mp4/.avi)")
-    parser.add_argument(
-        "--part", required=True, help=f"part to recolour: {', '.join(RECOLOR_PARTS)}, or any class/group name"
-    )
-    parser.add_argument("--color", required=True, help="target colour: '#RRGGBB', '#RGB' or a CSS name")
-    parser.add_argument("--strength", type=float, default=0.8, help="0..1 (default 0.8)")
-    parser.add_argument("--method", choices=METHODS, default="lab", help="lab (default) or the earlier hsv")
-    parser.add_argument(
-        "--smooth", type=float, default=0.6, help="video: EMA weight of the past mask, 0 = off (default 0.6)"
-    )
-    parser.add_argument(
-        "--smooth-motion",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="video: warp the smoothed mask along the optical flow before averaging, so it follows "
-        "a moving face (default on; --no-smooth-motion averages in place)",
-    )
-    parser.add_argument("--feather", type=float, default=None, help="edge blur sigma in px (default: auto)")
-    src = parser.add_mutually_exclusive_group()
-    src.add_argument("--model", default=None, help="trained model (.keras) that predicts the parts")
-    src.add_argument(
-        "--labels", default=None, help="a label map PNG (or a folder of {stem}.png) to use instead"
-    )
-    parser.add_argument("--batch-size", type=int, default=8, help="frames/images per model call (default 8)")
-
-
-def _check_args(args: argparse.Namespace) -> tuple[Path, Path, bool]:
-    """Validate ``facesegm recolor``'s options; return the input, the output and whether it is a video."""
-    if (args.model is None) == (args.labels is None):
-        raise FacesegmError("give exactly one of --model M.keras or --labels LABELS.png")
-    parse_color(args.color)
-    if args.part not in valid_parts():
-        part_classes(args.part)
-    if not 0.0 <= args.strength <= 1.0:
-        raise ValueError(f"--strength must be in [0, 1], got {args.strength}")
-    if not 0.0 <= args.smooth < 1.0:
-        raise ValueError(f"--smooth must be in [0, 1), got {args.smooth}")
-    src, out = Path(args.input), Path(args.out)
-    if not src.exists():
-        raise FileNotFoundError(f"input not found: {src} (expected an image, a folder of images or a video)")
-    is_video = src.is_file() and src.suffix.lower() in VIDEO_SUFFIXES
-    if src.is_file() and not is_video and src.suffix.lower() not in IMAGE_SUFFIXES:
-        raise FacesegmError(
-            f"input {src} is neither an image ({', '.join(IMAGE_SUFFIXES)}) nor a video ({', '.join(VIDEO_SUFFIXES)})"
-        )
-    if is_video and out.suffix.lower() not in VIDEO_SUFFIXES:
-        raise FacesegmError(
-            f"--out {out} must be a video file ({', '.join(VIDEO_SUFFIXES)}) for a video input"
-        )
-    if args.labels is not None and is_video and not Path(args.labels).is_file():
-        raise FileNotFoundError(f"label map not found: {args.labels} (a video takes one label map PNG)")
-    return src, out, is_video
-
-
-def _recolor_video(
-    args: argparse.Namespace, src: Path, out: Path, parser: FaceParser | None, options: dict
-) -> None:
-    from tqdm.auto import tqdm
-
-    reader = VideoReader(src)
-    shape = (reader.size[1], reader.size[0])
-    frames_in, frames_for_model = itertools.tee(iter(reader))
-    if parser is not None:
-        maps: Iterable[np.ndarray] = parser.iter_batches(frames_for_model, proba=True)
-    else:
-        lbl = _check_labels(read_label_map(args.labels), shape, Path(args.labels))
-        maps = itertools.repeat(lbl)  # the same map for every frame
-    with VideoWriter(out, reader.fps) as writer:
-        frames = recolor_sequence(frames_in, maps, smooth=args.smooth, motion=args.smooth_motion, **options)
-        for frame, _ in tqdm(frames, total=reader.frame_count or None, desc="recolor", unit="frame"):
-            writer.write(frame)
-    print(
-        f"wrote {writer.count} frames ({reader.size[0]}x{reader.size[1]}, {reader.fps:g} fps, {writer.codec}) to {out}"
-    )
-
-
-def _recolor_images(
-    args: argparse.Namespace, src: Path, out: Path, parser: FaceParser | None, options: dict
-) -> None:
-    from tqdm.auto import tqdm
-
-    images = list_images(src) if src.is_dir() else [src]
-    if not images:
-        raise FacesegmError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {src}")
-    if src.is_dir():
-        targets = [out / p.name for p in images]
-    elif out.suffix.lower() in IMAGE_SUFFIXES:
-        targets = [out]
-    else:
-        targets = [out / src.name]
-    label_paths = _label_source(Path(args.labels), images) if args.labels is not None else None
-    step = args.batch_size if parser is not None else 1
-    with tqdm(total=len(images), desc="recolor", unit="image") as bar:
-        for start in range(0, len(images), step):
-            chunk = range(start, min(start + step, len(images)))
-            pixels = [read_rgb(images[i]) for i in chunk]
-            if parser is not None:
-                maps_list = parser.predict_batch(pixels, proba=True)
-            else:
-                assert label_paths is not None
-                maps_list = [
-                    _check_labels(read_label_map(label_paths[i]), img.shape[:2], label_paths[i])
-                    for i, img in zip(chunk, pixels, strict=True)
-                ]
-            for i, img, m in zip(chunk, pixels, maps_list, strict=True):
-                result, _ = next(recolor_sequence([img], [m], **options))
-                write_image_atomic(targets[i], result)
-                bar.update(1)
-    print(f"wrote {len(images)} recoloured image(s) to {out}")
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    """Run ``facesegm recolor``."""
-    src, out, is_video = _check_args(args)
-    parser = FaceParser(args.model, batch_size=args.batch_size) if args.model is not None else None
-    options = dict(
-        part=args.part, color=args.color, strength=args.strength, method=args.method, feather=args.feather
-    )
-    if is_video:
-        _recolor_video(args, src, out, parser, options)
-    else:
-        _recolor_images(args, src, out, parser, options)
-    return 0

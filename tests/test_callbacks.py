@@ -1,4 +1,4 @@
-"""Tests of the metric, model saving/loading and the ability to fit a few faces."""
+"""Tests of the metric, the callbacks and the ability to fit a few faces."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from test_training import prepared  # noqa: F401  (the tiny prepared dataset fix
 
 from facesegm_utils import callbacks
 from facesegm_utils.fileio import read_label_map, read_rgb
-from facesegm_utils.losses import CEDiceLoss, SoftDiceLoss, SparseCrossEntropy
+from facesegm_utils.losses import SparseCrossEntropy
 from facesegm_utils.model import build_unet
 
 
@@ -28,31 +28,6 @@ def test_overfits_four_faces(prepared: Path) -> None:  # noqa: F811 (the importe
     assert acc > 0.9
 
 
-@pytest.mark.parametrize("loss", [SparseCrossEntropy(), SoftDiceLoss(smooth=2.0), CEDiceLoss(0.5, 1.5)])
-def test_save_load_round_trip(tmp_path: Path, loss: keras.losses.Loss) -> None:
-    net = build_unet(16, base_filters=2, depth=1)
-    callbacks.compile_model(net, loss, 1e-3, 19)
-    x = np.random.default_rng(0).uniform(0, 255, (2, 16, 16, 3)).astype("float32")
-    y = np.random.default_rng(1).integers(0, 19, (2, 16, 16))
-    before = net.evaluate(x, y, verbose=0, return_dict=True)
-    net.save(tmp_path / "m.keras")
-    back = callbacks.load_model(tmp_path / "m.keras", compile=True)
-    assert type(back.loss) is type(loss) and back.loss.get_config() == loss.get_config()
-    after = back.evaluate(x, y, verbose=0, return_dict=True)
-    assert after["miou_model_size"] == pytest.approx(before["miou_model_size"], abs=1e-6) and after[
-        "loss"
-    ] == pytest.approx(before["loss"])
-    metric = keras.saving.deserialize_keras_object(
-        keras.saving.serialize_keras_object(callbacks.DatasetMeanIoU(19))
-    )
-    assert isinstance(metric, callbacks.DatasetMeanIoU) and metric.num_classes == 19
-    np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(back(x)), keras.ops.convert_to_numpy(net(x)), atol=1e-5
-    )
-    with pytest.raises(FileNotFoundError, match="model not found"):
-        callbacks.load_model(tmp_path / "missing.keras")
-
-
 def test_dataset_miou_is_dataset_level() -> None:
     metric = callbacks.DatasetMeanIoU(3)
     eye = np.eye(3, dtype="float32")
@@ -60,3 +35,24 @@ def test_dataset_miou_is_dataset_level() -> None:
     metric.update_state(np.array([[2, 2]])[..., None], eye[[2, 2]][None])  # class 2 perfect
     # IoU: class 0 = 1/2, class 1 = 0/1, class 2 = 2/2 -> mean 0.5 (a mean of per-batch mIoUs would be 0.625)
     assert float(metric.result()) == pytest.approx(0.5)
+
+
+def test_early_stopping_never_cuts_a_profile_run_short(tmp_path: Path) -> None:
+    """The README's promise: with the default options no profile's run stops before its last epoch
+    (the profiles train 36 and 60 epochs; a patience of 30 would have cut them)."""
+    import json
+
+    from facesegm_utils.trainconfig import TrainConfig
+
+    profiles = json.loads((Path(__file__).parent.parent / "notebooks" / "profiles.json").read_text())
+    epochs = [p["notebooks"]["04_training"]["EPOCHS"] for k, p in profiles.items() if not k.startswith("_")]
+    d = TrainConfig(data="", out="")
+    cbs = callbacks.run_callbacks(
+        tmp_path, patience=d.patience, schedule=d.schedule, lr=d.lr, resuming=False, initial_best=-np.inf
+    )
+    stoppers = [cb for cb in cbs if isinstance(cb, keras.callbacks.EarlyStopping)]
+    assert all(cb.patience >= max(epochs) for cb in stoppers), (epochs, [cb.patience for cb in stoppers])
+    cbs = callbacks.run_callbacks(
+        tmp_path, patience=5, schedule="plateau", lr=1e-3, resuming=False, initial_best=-np.inf
+    )
+    assert [cb.patience for cb in cbs if isinstance(cb, keras.callbacks.EarlyStopping)] == [5]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -181,3 +182,77 @@ def test_only_runs_selected_notebooks_and_cli_errors_exit_2(
     rc = main(["course", "--profile", "nope", "--data", str(raw), "--out", str(tmp_path / "x")])
     assert rc == 2
     assert "unknown profile" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("profile_name", ["quick", "full"])
+def test_explicit_data_without_a_dataset_is_never_written_to(tmp_path: Path, profile_name: str) -> None:
+    empty = tmp_path / "typo"
+    empty.mkdir()
+    profile = course.load_profiles()[profile_name]
+    with pytest.raises(FacesegmError, match=rf"no CelebAMask-HQ dataset at {empty}: expected CelebA-HQ-img/"):
+        course.resolve_data(profile, str(empty), tmp_path / "out")
+    assert not any(empty.iterdir())
+
+
+def test_cli_explicit_data_exits_2_before_any_work(tmp_path: Path, capsys) -> None:
+    from facesegm_utils.cli import main
+
+    empty, out = tmp_path / "typo", tmp_path / "out"
+    empty.mkdir()
+    rc = main(["course", "--profile", "quick", "--data", str(empty), "--out", str(out), "--only", "99"])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"no CelebAMask-HQ dataset at {empty}" in err and "OUT/synthetic" in err
+    assert not any(empty.iterdir()) and not out.exists()
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    rc = main(["course", "--data", str(a_file), "--out", str(out), "--only", "99"])
+    assert rc == 2 and "is a file; expected a folder" in capsys.readouterr().err
+
+
+def test_synthetic_faces_go_only_into_the_course_output(tmp_path: Path) -> None:
+    profile = {"data": {"kind": "synthetic", "count": 2, "size": 32, "seed": 0}}
+    raw = course.resolve_data(profile, None, tmp_path / "out")
+    assert raw == (tmp_path / "out" / "synthetic").resolve()
+    assert len(list((raw / "CelebA-HQ-img").iterdir())) == 2
+
+
+def test_set_values_must_have_the_profiles_types() -> None:
+    profile = {
+        "common": {"IMAGE_SIZE": 128, "STRENGTH": 0.8, "FLAG": False, "COLOR": "#b0204a"},
+        "notebooks": {"04": {"STEPS": None, "LOSSES": ["ce", "dice"]}},
+    }
+    good = {"IMAGE_SIZE": 64, "STRENGTH": 1, "FLAG": True, "COLOR": "red", "STEPS": 5, "LOSSES": ["ce"]}
+    assert course.apply_overrides(profile, good)["common"]["STRENGTH"] == 1
+    assert course.apply_overrides(profile, {"STEPS": None})["notebooks"]["04"]["STEPS"] is None
+    bad = {
+        "IMAGE_SIZE": ("abc", "an integer"),
+        "STRENGTH": ("x", "a number"),
+        "FLAG": (1, "true or false"),
+        "COLOR": (3, "a string"),
+        "STEPS": ([1], "null, a number or a string"),
+        "LOSSES": ([1], "a list of str values"),
+    }
+    for name, (value, kind) in bad.items():
+        with pytest.raises(FacesegmError, match=rf"--set {name}=.*expected {kind}, like the profile's"):
+            course.apply_overrides(profile, {name: value})
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("EPOCHS=abc", 'EPOCHS="abc": expected an integer'),
+        ("EPOCHS=0", "04_training: epochs must be a positive integer"),
+        ("ENCODER=resnet", "04_training: encoder must be one of"),
+        ('COMPARE_LOSSES=["ce", "dise"]', "'dise' is not one of"),
+        ("N_SHOW=-1", "01_data_exploration: N_SHOW must be >= 0"),
+        ("IMAGE_SIZE=100", "04_training: .*100"),
+    ],
+)
+def test_profile_checks_run_before_notebook_01(tmp_path: Path, capsys, setting: str, message: str) -> None:
+    from facesegm_utils.cli import main
+
+    out = tmp_path / "out"
+    rc = main(["course", "--profile", "quick", "--out", str(out), "--set", setting, "--only", "99"])
+    err = capsys.readouterr().err
+    assert rc == 2 and re.search(message, err), err
+    assert not out.exists()

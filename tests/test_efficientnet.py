@@ -111,3 +111,51 @@ def test_features_without_top() -> None:
     assert len(E.block_specs()) == 16
     with pytest.raises(FacesegmError, match="weights must be"):
         E.efficientnet_lite0(weights="noisy-student")
+
+
+def test_checkpoint_hash_is_pinned_and_names_the_cache() -> None:
+    assert torchckpt.file_sha256(E.checkpoint_path()) == E.CHECKPOINT_SHA256
+    assert E.CHECKPOINT_NAME.split("-")[-1].split(".")[0] == E.CHECKPOINT_SHA256[:8]
+    name = E.cache_file().name
+    assert E.CHECKPOINT_SHA256[:16] in name and f"_c{E.CONVERTER_VERSION}." in name
+
+
+def _stem_only() -> keras.Model:
+    """A one-layer stand-in for the classifier: the checkpoint's stem convolution."""
+    inputs = keras.Input((None, None, 3))
+    return keras.Model(inputs, keras.layers.Conv2D(32, 3, use_bias=False, name="stem_conv")(inputs))
+
+
+#: the cache machinery with a cheap model: the real checkpoint (hash-checked), its stem tensor only
+STEM_ONLY = E.Conversion(
+    stem="test_stem_only",
+    build=_stem_only,
+    convert=lambda state: ({"stem_conv": E._conv(state, "_conv_stem.weight", set())}, {"_conv_stem.weight"}),
+)
+
+
+@pytest.mark.parametrize("planted", ["random weights", "garbage with its hash recorded"])
+def test_untrusted_cache_file_is_converted_again(
+    planted: str,
+    state: dict[str, np.ndarray],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("FACESEGM_CACHE", str(tmp_path))
+    net = _stem_only()
+    target = E.cache_file(STEM_ONLY.stem)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if planted == "random weights":  # a valid weights file, but not ImageNet's
+        net.save_weights(target)
+    else:  # a recorded hash does not make an unreadable file loadable
+        target.write_bytes(b"not an HDF5 file")
+        target.with_name(target.name + ".sha256").write_text(torchckpt.file_sha256(target) + "\n")
+    E.load_converted_weights(net, STEM_ONLY)
+    expected = np.transpose(state["_conv_stem.weight"], (2, 3, 1, 0))
+    np.testing.assert_array_equal(np.asarray(net.get_layer("stem_conv").kernel), expected)
+    notices = [line for line in capsys.readouterr().out.splitlines() if "not trusted" in line]
+    assert len(notices) == 1 and str(target) in notices[0]
+    assert E._unverified(target) is None  # the reconverted file and its recorded hash agree
+    E.load_converted_weights(net, STEM_ONLY)  # now trusted: no notice, no conversion
+    assert "not trusted" not in capsys.readouterr().out

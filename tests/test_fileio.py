@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -66,3 +68,21 @@ def test_read_history(tmp_path: Path) -> None:
     assert fileio.read_history(path) == {"epoch": [], "loss": []}
     with pytest.raises(FileNotFoundError, match="training history not found: .*nope.csv"):
         fileio.read_history(tmp_path / "nope.csv")
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_written_files_get_the_mode_open_gives(tmp_path: Path, umask: int) -> None:
+    old = os.umask(umask)
+    try:
+        with open(tmp_path / "plain.txt", "w") as fh:
+            fh.write("x")
+        written = [
+            fileio.atomic_write_text(tmp_path / "a.txt", "x"),
+            fileio.atomic_write_json(tmp_path / "b.json", {}),
+            fileio.write_image_atomic(tmp_path / "c.png", np.zeros((2, 2), np.uint8)),
+        ]
+    finally:
+        os.umask(old)
+    expected = stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode)
+    assert expected == 0o666 & ~umask
+    assert [stat.S_IMODE(p.stat().st_mode) for p in written] == [expected] * 3

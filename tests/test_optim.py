@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import keras
 import numpy as np
 import pytest
@@ -69,7 +71,7 @@ def test_training_with_a_frozen_pretrained_encoder(tmp_path, monkeypatch: pytest
     import json
 
     from facesegm_utils import efficientnet, prepare, synthetic, training
-    from facesegm_utils.callbacks import load_model
+    from facesegm_utils.runs import load_model
     from facesegm_utils.trainconfig import TrainConfig
 
     monkeypatch.setenv("FACESEGM_CACHE", str(tmp_path / "cache"))
@@ -100,3 +102,21 @@ def test_training_with_a_frozen_pretrained_encoder(tmp_path, monkeypatch: pytest
         np.testing.assert_array_equal(
             encoder.get_layer(name).get_weights()[0], pretrained.get_layer(name).get_weights()[0]
         )
+
+
+def _rates(schedule: keras.optimizers.schedules.LearningRateSchedule, steps: Sequence[int]) -> np.ndarray:
+    return np.array([float(keras.ops.convert_to_numpy(schedule(s))) for s in steps])
+
+
+def test_cosine_schedule_resumed_with_more_epochs_does_not_jump() -> None:
+    """The issue's case: stopped at epoch 20 of 30, resumed with 60 epochs (10 steps an epoch)."""
+    lr, steps = 3e-3, 10
+    first = optim.cosine_schedule(lr, 30, steps, warmup_epochs=1)
+    resumed = optim.cosine_schedule(lr, 30, steps, warmup_epochs=1, resumes=[(20, 60)])
+    after = _rates(resumed, [200, 201, *range(210, 601, 10)])  # the resumed run's steps
+    assert after[0] == pytest.approx(_rates(first, [200])[0], rel=1e-6)
+    assert after[0] == pytest.approx(8.2e-4, rel=0.05)  # where the 30-epoch schedule stood, not 2.3e-3
+    assert 0 <= after[0] - after[1] < 1e-5 and np.all(np.diff(after) <= 1e-12)  # one small step, only down
+    assert after[-1] == pytest.approx(lr / 100, rel=1e-5)
+    extended = optim.cosine_schedule(lr, 30, steps, warmup_epochs=1, resumes=[(20, 60), (60, 80)])
+    np.testing.assert_allclose(_rates(extended, range(600, 801, 20)), lr / 100, rtol=1e-5)  # a finished run

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+from pathlib import Path
+
+import nbformat
 
 from facesegm_utils import course
 from facesegm_utils.trainconfig import TrainConfig
@@ -24,8 +28,6 @@ SCALE_KEYS = {
     # export and deploy (notebook 07): how many faces check parity, how many timing rounds
     "PARITY_FACES", "LATENCY_ROUNDS",
 }  # fmt: skip
-#: the recipe: TrainConfig's defaults, which no profile may change
-RECIPE_KEYS = {"LOSS", "CLASS_WEIGHTS", "LEARNING_RATE", "LR", "SCHEDULE", "PATIENCE", "AUGMENT", "DROPOUT"}
 
 
 def test_profiles_override_only_scale_keys() -> None:
@@ -39,10 +41,35 @@ def test_profiles_override_only_scale_keys() -> None:
             assert not extra, f"profile {name!r} overrides {sorted(extra)}, which are not scale keys"
 
 
-def test_recipe_keys_are_training_options_not_scale() -> None:
-    options = {f.name.upper() for f in dataclasses.fields(TrainConfig)}
-    assert {"LOSS", "CLASS_WEIGHTS", "SCHEDULE", "LR", "PATIENCE", "AUGMENT"} <= options
-    assert not (RECIPE_KEYS & SCALE_KEYS)
+def _train_config_keywords(notebook: Path) -> list[set[str]]:
+    """The keyword names of every ``TrainConfig(...)`` call in a notebook's code cells."""
+    calls = []
+    for cell in nbformat.read(notebook, as_version=4).cells:
+        if cell.cell_type != "code":
+            continue
+        source = "\n".join(
+            line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!"))
+        )
+        for node in ast.walk(ast.parse(source)):
+            if (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "attr", getattr(node.func, "id", "")) == "TrainConfig"
+            ):
+                calls.append({k.arg for k in node.keywords if k.arg})
+    return calls
+
+
+def test_notebooks_leave_the_recipe_to_trainconfig_defaults() -> None:
+    """The notebooks build their training configurations from scale options only: no recipe option."""
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    recipe = {"loss", "class_weights", "lr", "schedule", "patience", "augment", "dropout", "warmup_epochs"}
+    assert recipe <= fields
+    scale = {"data", "out", *course.TRAIN_OPTIONS.values()}
+    assert set(course.TRAIN_OPTIONS) <= SCALE_KEYS and not scale & recipe
+    calls = [kw for nb in course.list_notebooks() for kw in _train_config_keywords(nb)]
+    assert len(calls) >= 3  # notebook 04's loss comparison, main run and side-by-side base
+    for keywords in calls:
+        assert keywords <= scale, f"a notebook sets recipe option(s) {sorted(keywords - scale)}"
 
 
 def test_full_profile_trains_the_pretrained_encoder() -> None:

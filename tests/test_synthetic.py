@@ -321,3 +321,19 @@ def test_cli_mask_size(tmp_path, capsys):
     assert all(m.shape == (32, 32) for m in read_masks(tmp_path, 0).values())
     assert cli.main(["synth", "--out", str(tmp_path / "x"), "--count", "1", "--mask-size", "4"]) == 2
     assert "mask size must be at least" in capsys.readouterr().err
+
+
+def test_face_landmarks_sit_on_the_drawn_parts() -> None:
+    """Eye centres in the eyes, the nose tip in the nose, mouth corners at the lips' ends."""
+    for k in range(6):
+        _, masks = synthetic.generate_face(3, k, 128)
+        lm = np.round(synthetic.face_landmarks(3, k, 128)).astype(int)
+        eyes = masks["l_eye"] | masks["r_eye"]
+        if "eye_g" in masks:
+            eyes |= masks["eye_g"]
+        assert eyes[lm[0, 1], lm[0, 0]] and eyes[lm[1, 1], lm[1, 0]]
+        assert lm[0, 0] < lm[1, 0]  # image-left eye first
+        assert masks["nose"][lm[2, 1] - 1, lm[2, 0]]
+        lips = masks["u_lip"] | masks["l_lip"]
+        for x, y in lm[3:]:
+            assert lips[y - 2 : y + 3, x - 2 : x + 3].any()

@@ -24,13 +24,13 @@ def test_cache_option_parses_validates_and_reproduces() -> None:
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     assert parser.parse_args(["--data", "d", "--out", "o"]).cache == "memory"
-    args = parser.parse_args(["--data", "d", "--out", "o", "--cache", "disk"])
+    args = parser.parse_args(["--data", "d", "--out", "o", "--cache", "none"])
     cfg = TrainConfig(data="d", out="o", cache=args.cache)
     cfg.validate()
-    assert command_line(cfg) == "facesegm train --data d --out o --cache disk"
+    assert command_line(cfg) == "facesegm train --data d --out o --cache none"
     with pytest.raises(SystemExit):
         parser.parse_args(["--data", "d", "--out", "o", "--cache", "ram"])
-    with pytest.raises(ValueError, match="cache must be one of memory, disk, none"):
+    with pytest.raises(ValueError, match="cache must be one of memory, none"):
         TrainConfig(data="d", out="o", cache="ram").validate()
 
 

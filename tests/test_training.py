@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
 import subprocess
 import sys
@@ -65,6 +67,21 @@ def test_image_size_not_divisible(tmp_path: Path) -> None:
         training.train(_config(tmp_path, tmp_path / "run", image_size=40, depth=4))
 
 
+def test_a_nan_loss_is_recorded_and_the_next_start_is_new(tmp_path: Path) -> None:
+    from facesegm_utils import runs
+
+    cfg = TrainConfig(data=str(tmp_path), out=str(tmp_path), epochs=3)
+    record = {**cfg.to_dict(), "image_size": 32, "status": "running"}
+    (tmp_path / "backup").mkdir()
+    (tmp_path / "backup" / "latest.weights.h5").write_bytes(b"NaN weights")
+    (tmp_path / "backup" / "training_metadata.json").write_text('{"epoch": 2, "batch": 0}')
+    with pytest.raises(FacesegmError, match=r"NaN/inf in epoch 2 \(learning rate 0.006\).*--lr"):
+        training._stop_on_nan(2, tmp_path, record, 6e-3)
+    assert json.loads((tmp_path / "config.json").read_text())["status"] == "stopped: NaN loss in epoch 2"
+    assert not (tmp_path / "backup").exists() and runs.run_state(tmp_path, cfg, 32).mode == "new"
+    training._stop_on_nan(None, tmp_path, record, 6e-3)  # no NaN: nothing happens
+
+
 class _StopAfterFirstEpoch(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if epoch == 0:
@@ -72,33 +89,45 @@ class _StopAfterFirstEpoch(keras.callbacks.Callback):
 
 
 class _EpochRecorder(keras.callbacks.Callback):
+    """The epochs a session trains, and the learning rate of each of its steps."""
+
     def __init__(self) -> None:
         super().__init__()
         self.epochs: list[int] = []
+        self.lrs: list[float] = []
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self.epochs.append(epoch)
 
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        self.lrs.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+
 
 @pytest.mark.slow
-def test_train_then_resume(prepared: Path, tmp_path: Path) -> None:
-    cfg = _config(prepared, tmp_path / "run")
-    cfg.cache = "disk"  # the interrupted run's cache files (and lock) must not block the resume
+def test_train_then_resume_with_other_epochs(prepared: Path, tmp_path: Path) -> None:
+    """Interrupted after epoch 1 of 3, resumed with 2 epochs: it continues at epoch 2, and the
+    learning rate goes on from the rate the 3-epoch schedule had reached (no jump)."""
+    cfg = _config(prepared, tmp_path / "run", epochs=3, warmup_epochs=0, schedule="cosine")
     with pytest.raises(RuntimeError, match="simulated interruption"):
         training.train(cfg, callbacks=[_StopAfterFirstEpoch()])
     assert (tmp_path / "run" / "backup").is_dir()
     assert read_history(tmp_path / "run" / "history.csv")["epoch"] == [1.0]
     recorder = _EpochRecorder()
-    result = training.train(cfg, callbacks=[recorder])
-    assert recorder.epochs == [1]  # continued at the second epoch (0-based 1)
+    result = training.train(dataclasses.replace(cfg, epochs=2), callbacks=[recorder])
+    assert recorder.epochs == [1] and result["mode"] == "resume"  # continued at the second epoch
+    steps = 2  # 6 training faces in batches of 4
+    cosine = 0.5 * (1 + math.cos(math.pi * steps / (3 * steps)))  # where the 3-epoch schedule stood
+    assert recorder.lrs[0] == pytest.approx(cfg.lr * (0.01 + 0.99 * cosine), rel=1e-5)
+    assert recorder.lrs == sorted(recorder.lrs, reverse=True)
+    assert result["history"]["lr"][-1] == pytest.approx(cfg.lr / 100, rel=1e-4)  # the new end: lr / 100
     assert result["history"]["epoch"] == [1.0, 2.0] and result["epochs_run"] == 2
     assert {"miou_model_size", "val_miou_model_size", "pixel_accuracy", "val_pixel_accuracy", "loss"} <= set(
         result["history"]
     )
-    assert (tmp_path / "run" / "model.keras").is_file() and not (tmp_path / "run" / "backup").exists()
-    assert {f.name.split(".")[0] for f in (tmp_path / "run" / "cache").iterdir()} == {"train", "val"}
+    assert (tmp_path / "run" / "model.keras").is_file()
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["image_size"] == 32 and config["seed"] == 0 and config["status"] == "finished"
+    assert config["schedule_segments"] == [[0, 3], [1, 2]]
     assert config["versions"]["keras"] == keras.__version__
     scores = evaluate_model(result["model_path"], prepared, "test", batch_size=2)
     assert 0.0 <= scores["mean_iou"] <= 1.0 and scores["num_images"] == 3
@@ -133,6 +162,7 @@ def test_mirrored_strategy_on_two_cpus(prepared: Path, tmp_path: Path) -> None:
 def _cli_args(prepared: Path, out: Path, **kw: object) -> list[str]:
     """``facesegm train`` options of a tiny plain U-Net run (encoder none), overridden by ``kw``."""
     opts = {"image-size": 32, "epochs": 1, "batch-size": 2, "base-filters": 4, "depth": 2, "loss": "ce"}
+    opts |= {"class-weights": "median_frequency", "schedule": "cosine"}
     opts |= {"encoder": "none", "encoder-weights": "none", "mixed-precision": "off", "strategy": "default"}
     opts |= {k.replace("_", "-"): v for k, v in kw.items()}
     return ["train", "--data", str(prepared), "--out", str(out), "--no-augment"] + [
@@ -156,19 +186,40 @@ def test_resume_with_other_options_stops_and_lists_them(prepared: Path, tmp_path
     assert "--restart" in err and sorted(p.name for p in run.iterdir()) == ["backup", "config.json"]
 
 
+def _files(root: Path) -> dict[str, tuple[int, bytes]]:
+    return {str(p): (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
 @pytest.mark.slow
-def test_restart_moves_the_old_run_aside(prepared: Path, tmp_path: Path) -> None:
+def test_finished_run_is_final_extended_on_request_or_moved_aside(
+    prepared: Path, tmp_path: Path, capsys
+) -> None:
     from facesegm_utils import cli
 
     run = tmp_path / "run"
     assert cli.main(_cli_args(prepared, run)) == 0
-    assert cli.main(_cli_args(prepared, run, epochs=2)) == 0  # epochs may change
+    assert len(json.loads((run / "config.json").read_text())["class_weight_values"]) == 19  # the CE uses them
+    assert cli.main(_cli_args(prepared, run, epochs=2)) == 0  # more epochs: extended from the last weights
+    history = read_history(run / "history.csv")
+    assert history["epoch"] == [1.0, 2.0]
+    assert history["lr"][1] == pytest.approx(history["lr"][0], rel=1e-5)  # goes on at the rate it ended with
+    before = _files(tmp_path)
+    capsys.readouterr()
+    assert cli.main(_cli_args(prepared, run, epochs=2)) == 0  # the same command on the finished run
+    out = capsys.readouterr().out.strip().splitlines()
+    record = json.loads((run / "config.json").read_text())
+    assert out == [
+        f"run complete: best val mIoU {record['best_val_miou']:.3f} at epoch {record['best_epoch']}; "
+        "--restart to train again, or --epochs N to extend"
+    ]
+    assert _files(tmp_path) == before  # no file changed, not even its time
     assert cli.main(_cli_args(prepared, run, loss="dice")) == 2
     assert cli.main(_cli_args(prepared, run, loss="dice") + ["--restart"]) == 0
     old = [p for p in tmp_path.iterdir() if p.name.startswith("run.old-")]
     assert len(old) == 1 and (old[0] / "model.keras").is_file()
     assert json.loads((old[0] / "config.json").read_text())["loss"] == "ce"
-    assert json.loads((run / "config.json").read_text())["loss"] == "dice"
+    record = json.loads((run / "config.json").read_text())
+    assert record["loss"] == "dice" and record["class_weight_values"] is None  # Dice weighs no class
 
 
 def _free_ports(n: int) -> list[int]:

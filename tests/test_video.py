@@ -1,4 +1,4 @@
-"""Tests for facesegm_utils.video: video I/O, smoothing, flicker, jitter clips, ``facesegm recolor``."""
+"""Tests for facesegm_utils.video: video I/O, smoothing, flicker and their scores on synthetic clips."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from facesegm_utils import cli
 from facesegm_utils.celebamask import merge_parts
-from facesegm_utils.fileio import read_rgb, write_image_atomic
+from facesegm_utils.clips import make_jitter_clip, make_motion_clip
 from facesegm_utils.labels import class_id
 from facesegm_utils.recolor import part_weight
 from facesegm_utils.synthetic import generate_face
@@ -21,8 +20,6 @@ from facesegm_utils.video import (
     compare_smoothing,
     ema_smooth,
     flicker,
-    make_jitter_clip,
-    make_motion_clip,
     mask_error,
     read_video,
     recolor_sequence,
@@ -131,24 +128,6 @@ def test_motion_compensator_follows_a_shift() -> None:
     )
 
 
-def test_motion_clip_moves_four_percent_a_frame_in_whole_pixels(face: tuple[np.ndarray, np.ndarray]) -> None:
-    image, labels = face
-    clip = make_motion_clip(image, labels, n_frames=8, seed=0)
-    assert len(clip.frames) == len(clip.clean) == len(clip.motion) == 8
-    np.testing.assert_array_equal(clip.frames[0], image)
-    np.testing.assert_array_equal(clip.clean[0], labels)
-    steps = [np.hypot(*m[:, 2]) / 96 for m in clip.motion[1:]]
-    assert all(0.03 <= s <= 0.05 for s in steps), steps
-    for m in clip.motion[1:]:
-        np.testing.assert_array_equal(m[:, :2], np.eye(2))
-        assert np.array_equal(m[:, 2], np.round(m[:, 2]))
-    truth = [part_weight(c, "hair") for c in clip.clean]
-    assert flicker(truth) > 0.05  # the mask really moves
-    assert flicker(truth, clip.motion) < 1e-3  # and the true motion explains all of it
-    with pytest.raises(ValueError, match="speed"):
-        make_motion_clip(image, labels, speed=0.2)
-
-
 def test_motion_compensated_smoothing_meets_the_target_on_real_motion() -> None:
     """4 % of the frame per frame: error no worse than per frame, flicker at most half of it."""
     image, masks = generate_face(0, 3, 128)
@@ -199,136 +178,6 @@ def test_smoothing_reduces_flicker_on_jittered_clip(face: tuple[np.ndarray, np.n
         w for _, w in recolor_sequence(clip.frames, clip.labels, "hair", "#d4a84b", smooth=0.6, motion=False)
     ]
     assert flicker(smoothed) < 0.6 * flicker(raw), (flicker(smoothed), flicker(raw))
-
-
-def test_recolor_cli_video_with_labels(tmp_path: Path, face: tuple[np.ndarray, np.ndarray]) -> None:
-    image, labels = face
-    clip = make_jitter_clip(image, labels, n_frames=6, seed=0)
-    src = write_video(tmp_path / "in.avi", clip.frames, fps=15)
-    write_image_atomic(tmp_path / "labels.png", labels)
-    out = tmp_path / "out.mp4"
-    rc = cli.main(
-        ["recolor", "--input", str(src), "--labels", str(tmp_path / "labels.png"), "--part", "hair",
-         "--color", "#d4a84b", "--strength", "1", "--out", str(out)]
-    )  # fmt: skip
-    assert rc == 0
-    back, fps = read_video(out)
-    assert len(back) == 6 and back[0].shape == image.shape and fps == pytest.approx(15)
-    hair = labels == HAIR
-
-    def yellowness(img: np.ndarray) -> float:  # mean CIELAB b inside the hair
-        return float(cv2.cvtColor(img, cv2.COLOR_RGB2Lab)[..., 2][hair].mean()) - 128
-
-    assert yellowness(back[0]) > yellowness(clip.frames[0]) + 20  # gold has b = +53
-    still = tmp_path / "still.avi"
-    rc = cli.main(
-        ["recolor", "--input", str(src), "--labels", str(tmp_path / "labels.png"), "--part", "hair",
-         "--color", "#d4a84b", "--no-smooth-motion", "--out", str(still)]
-    )  # fmt: skip
-    assert rc == 0 and len(read_video(still)[0]) == 6
-
-
-def test_recolor_cli_image_and_folder(tmp_path: Path, face: tuple[np.ndarray, np.ndarray]) -> None:
-    image, labels = face
-    write_image_atomic(tmp_path / "in" / "a.png", image)
-    write_image_atomic(tmp_path / "in" / "b.png", image[:, ::-1])
-    write_image_atomic(tmp_path / "lab" / "a.png", labels)
-    write_image_atomic(tmp_path / "lab" / "b.png", np.ascontiguousarray(labels[:, ::-1]))
-    base = ["recolor", "--part", "lips", "--color", "crimson"]
-    assert (
-        cli.main(
-            [
-                *base,
-                "--input",
-                str(tmp_path / "in"),
-                "--labels",
-                str(tmp_path / "lab"),
-                "--out",
-                str(tmp_path / "o"),
-            ]
-        )
-        == 0
-    )
-    a, b = read_rgb(tmp_path / "o" / "a.png"), read_rgb(tmp_path / "o" / "b.png")
-    assert np.array_equal(a[:, ::-1], b)
-    keep = labels == class_id("background")
-    assert np.array_equal(a[keep], image[keep])  # png: outside the lips, exactly the input
-    assert not np.array_equal(a, image)
-    one = tmp_path / "one.png"
-    assert (
-        cli.main(
-            [
-                *base,
-                "--input",
-                str(tmp_path / "in" / "a.png"),
-                "--labels",
-                str(tmp_path / "lab" / "a.png"),
-                "--out",
-                str(one),
-            ]
-        )
-        == 0
-    )
-    assert np.array_equal(read_rgb(one), a)
-
-
-def test_recolor_cli_bad_input(
-    tmp_path: Path, face: tuple[np.ndarray, np.ndarray], capsys: pytest.CaptureFixture[str]
-) -> None:
-    image, labels = face
-    img, lbl = tmp_path / "a.png", tmp_path / "l.png"
-    write_image_atomic(img, image)
-    write_image_atomic(lbl, labels)
-    base = ["recolor", "--input", str(img), "--out", str(tmp_path / "o.png"), "--part", "hair"]
-    cases = [
-        ([*base, "--color", "red"], "exactly one of --model"),
-        ([*base, "--color", "#12", "--labels", str(lbl)], "unknown colour"),
-        ([*base, "--color", "red", "--labels", str(tmp_path / "none.png")], "label map not found"),
-        ([*base, "--color", "red", "--labels", str(lbl), "--strength", "2"], "--strength"),
-        (
-            [
-                "recolor",
-                "--input",
-                str(img),
-                "--out",
-                str(tmp_path / "o.png"),
-                "--part",
-                "lipz",
-                "--color",
-                "red",
-                "--labels",
-                str(lbl),
-            ],
-            "unknown part",
-        ),
-    ]
-    for argv, msg in cases:
-        assert cli.main(argv) == 2, argv
-        assert msg in capsys.readouterr().err
-    write_image_atomic(tmp_path / "small.png", labels[:50])
-    assert cli.main([*base, "--color", "red", "--labels", str(tmp_path / "small.png")]) == 2
-    assert "expected the input's size 96x96" in capsys.readouterr().err
-    with pytest.raises(SystemExit):  # argparse: --model and --labels are mutually exclusive
-        cli.main([*base, "--color", "red", "--labels", str(lbl), "--model", "m.keras"])
-
-
-@pytest.mark.slow
-def test_recolor_cli_video_with_model(tmp_path: Path, face: tuple[np.ndarray, np.ndarray]) -> None:
-    import keras
-
-    inp = keras.Input((32, 32, 3))
-    model = keras.Model(
-        inp, keras.layers.Conv2D(19, 1, dtype="float32")(keras.layers.Rescaling(1 / 255)(inp))
-    )
-    model.save(tmp_path / "m.keras")
-    image, labels = face
-    clip = make_jitter_clip(image, labels, n_frames=5, seed=0)
-    src = write_video(tmp_path / "in.mp4", clip.frames, fps=8)
-    argv = ["recolor", "--input", str(src), "--model", str(tmp_path / "m.keras"), "--part", "skin"]
-    rc = cli.main([*argv, "--color", "teal", "--batch-size", "2", "--out", str(tmp_path / "out.avi")])
-    assert rc == 0
-    back, fps = read_video(tmp_path / "out.avi")
-    assert len(back) == 5 and back[0].shape == image.shape and fps == pytest.approx(8)
 
 
 def test_video_weights_of_probabilities_are_refined_like_still_images(
