@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from test_lab import CHROMIUM, LAUNCH_ARGS, _browser_or_skip
 
-from facesegm_utils import course, export, serve
+from facesegm_utils import course, export, recolor, serve
 from facesegm_utils.labels import class_id
 from facesegm_utils.synthetic import generate_face
 
@@ -130,6 +130,15 @@ def test_camera_frame_mask_matches_python_and_recolours_only_the_hair(session, k
     assert hair.mean() > 0.02, "the clip's face has hair"
     assert (diff[hair & (snap["weight"] > 0.5)] > 0).mean() > 0.9
     assert (diff[snap["weight"] == 0] == 0).all()
+    # the page's colour maths (colour.js) is Python's recolor: same image, weight, colour and strength
+    colour, strength = page.evaluate(
+        "[document.getElementById('colour').value, document.getElementById('strength').value]"
+    )
+    python = recolor.recolor(
+        np.ascontiguousarray(snap["before"][..., :3]), snap["weight"], colour, float(strength)
+    )
+    gap = np.abs(python.astype(int) - snap["after"][..., :3].astype(int))
+    assert gap.mean() < 1.0 and np.percentile(gap, 99.9) <= 3, (gap.mean(), gap.max())
     SCREENSHOT.parent.mkdir(exist_ok=True)
     page.screenshot(path=str(SCREENSHOT))
 
