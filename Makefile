@@ -5,9 +5,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 KERNEL := $(VENV)/share/jupyter/kernels/python3/kernel.json
 OUT    ?= outputs
+RUN    ?= $(OUT)/run
+# the live page's JavaScript dependencies, installed exactly as locked (npm ci) when the lockfile changes
+WEB    := web/node_modules/.package-lock.json
 PROFILE ?= quick
 
-.PHONY: course test lint format lab site install clean help
+.PHONY: course test lint format lab site install clean help web serve
 
 help:
 	@echo "make course  - install, generate synthetic faces, run every notebook (quick profile) into $(OUT)/"
@@ -16,6 +19,8 @@ help:
 	@echo "make lab     - JupyterLab on your working copies of the notebooks in lab/ (made on first use)"
 	@echo "make site    - the executed notebooks of make course ($(OUT)/) as a static site in $(OUT)/site/"
 	@echo "make lint    - ruff check and format check"
+	@echo "make web     - install the live page's onnxruntime-web from web/package-lock.json (npm ci)"
+	@echo "make serve   - the live recolour page for RUN (default outputs/run) on http://127.0.0.1:8000/"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,7 +47,7 @@ install: $(STAMP) $(KERNEL)
 course: $(STAMP) $(KERNEL)
 	$(BIN)/facesegm course --profile $(PROFILE) --out $(OUT) $(ARGS)
 
-test: $(STAMP) $(KERNEL)
+test: $(STAMP) $(KERNEL) $(WEB)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
@@ -57,6 +62,15 @@ format: $(STAMP)
 # --allow-root is passed only when running as root (and said so). ARGS go to jupyter lab.
 lab: $(STAMP) $(KERNEL)
 	$(BIN)/python -m facesegm_utils.lab $(ARGS)
+
+$(WEB): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --ignore-scripts
+	touch $(WEB)
+
+web: $(WEB)
+
+serve: $(STAMP) $(WEB)
+	$(BIN)/facesegm serve --model $(RUN) $(ARGS)
 
 # The course as a site: renders what `make course` executed into $(OUT)/ (never re-executes) and says
 # how to open it.

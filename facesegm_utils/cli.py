@@ -40,6 +40,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "recolor": ("facesegm_utils.recolor_cli", "recolour lips, hair, ... in images, folders or videos"),
     "course": ("facesegm_utils.course", "run every course notebook with papermill"),
     "site": ("facesegm_utils.website", "render the executed course notebooks as a static site (make site)"),
+    "export": ("facesegm_utils.export", "export a model to ONNX, LiteRT or SavedModel with checked parity"),
+    "serve": ("facesegm_utils.serve", "serve the live recolour page (web/) for a model on 127.0.0.1"),
 }
 
 

@@ -383,6 +383,48 @@ def _check_lab_part(before: np.ndarray, after: np.ndarray, target: np.ndarray, c
         )
 
 
+# ------------------------------------------------------------------------------------ 07 export
+
+
+def _probabilities_07(seed: int, shape: tuple[int, int, int] = (6, 5, 4)) -> tuple[np.ndarray, np.ndarray]:
+    """Two probability maps: ``p`` and a slightly perturbed ``q`` (a few arg-max flips)."""
+    rng = np.random.default_rng(seed)
+    p = rng.dirichlet(np.ones(shape[2]), size=shape[:2]).astype(np.float32)
+    q = np.clip(p + rng.normal(0, 0.05, p.shape), 1e-6, None).astype(np.float32)
+    return p, q / q.sum(axis=2, keepdims=True)
+
+
+def _check_parity(fn: Callable[..., Any]) -> str:
+    for seed in (0, 1, 2):
+        p, q = _probabilities_07(seed)
+        agreement = float(np.mean(p.argmax(2) == q.argmax(2)))
+        worst = float(np.abs(p - q).max())
+        got = fn(p.copy(), q.copy())
+        if not (isinstance(got, (tuple, list)) and len(got) == 2):
+            raise Mismatch(f"expected a pair (agreement, largest difference), got {_show(got)[:80]}")
+        if _close(got[0], 100 * agreement):
+            raise Mismatch("that agreement is a percentage: return the fraction of pixels, 0..1")
+        if _close(got[0], agreement * p.shape[0] * p.shape[1]):
+            raise Mismatch("that agreement is a count of pixels: return the fraction, 0..1")
+        _number(got[0], agreement, "argmax agreement")
+        _number(got[1], worst, "largest probability difference (any pixel, any class)")
+    return "3 pairs of probability maps"
+
+
+def _check_centre_crop(fn: Callable[..., Any]) -> str:
+    for h, w in ((6, 10), (9, 4), (5, 5), (7, 12)):
+        image = np.arange(h * w * 3, dtype=np.uint8).reshape(h, w, 3)
+        side = min(h, w)
+        top, left = (h - side) // 2, (w - side) // 2
+        expected = image[top : top + side, left : left + side]
+        got = fn(image.copy())
+        if got is None or np.shape(got) != expected.shape:
+            raise Mismatch(f"{h}x{w} image: expected a {side}x{side}x3 crop, got shape {np.shape(got)}")
+        if not np.array_equal(got, expected):
+            raise Mismatch(f"{h}x{w} image: the square must be centred (offset {top} rows, {left} columns)")
+    return "landscape, portrait and square images"
+
+
 #: exercise name -> its check (returns what it tested; raises Mismatch with a hint)
 CHECKS: dict[str, Callable[[Callable[..., Any]], str]] = {
     "01.presence": _check_presence,
@@ -397,6 +439,8 @@ CHECKS: dict[str, Callable[[Callable[..., Any]], str]] = {
     "05.dataset_miou": _check_dataset_miou,
     "06.mean_lightness": _check_mean_lightness,
     "06.recolor_lab": _check_recolor_lab,
+    "07.parity": _check_parity,
+    "07.centre_crop": _check_centre_crop,
 }
 
 

@@ -14,6 +14,8 @@ from facesegm_utils import synthetic
 SYNTH_COUNT = 12
 SYNTH_SIZE = 64
 SYNTH_SEED = 0
+#: the tiny trained model of ``tiny_run``: its input size
+TINY_SIZE = 64
 
 
 @pytest.fixture(scope="session")
@@ -30,6 +32,28 @@ def quick_course(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
     out = tmp_path_factory.mktemp("course")
     return course.run_course("quick", None, out)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder with a tiny U-Net trained briefly on synthetic faces at 64² (not a random model:
+    its logits have clear winners, as a trained model's do)."""
+    import keras
+    import numpy as np
+
+    from facesegm_utils.celebamask import merge_parts
+    from facesegm_utils.model import build_unet
+
+    keras.utils.set_random_seed(0)
+    faces = [synthetic.generate_face(1, k, TINY_SIZE) for k in range(16)]
+    x = np.stack([f[0] for f in faces]).astype(np.float32)
+    y = np.stack([merge_parts(f[1]) for f in faces])
+    model = build_unet(TINY_SIZE, base_filters=4, depth=2)
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
+    model.fit(x, y, batch_size=8, epochs=25, verbose=0)
+    run = tmp_path_factory.mktemp("tiny_run")
+    model.save(run / "model.keras")
+    return run
 
 
 @pytest.fixture(scope="session")

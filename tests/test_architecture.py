@@ -45,6 +45,8 @@ ORDER = [
     "recolor_cli",
     "widgets",
     "show",
+    "export",
+    "serve",
     "exercises",
     "course",
     "lab",

@@ -29,6 +29,9 @@ def fitting_overrides(profile: dict) -> dict[str, object]:
     # every training run of notebook 04 (main, loss comparison, side by side): 1 epoch of 1 step
     overrides: dict[str, object] = {k: 1 for k in nb04 if k.split("_")[-1] in ("EPOCHS", "STEPS")}
     overrides["COMPARE_LOSSES"] = nb04["COMPARE_LOSSES"][-1:]  # one short run instead of one per loss
+    # notebook 07: the parity check and the timing on a couple of faces and one round
+    nb07 = profile["notebooks"].get("07_export_and_deploy", {})
+    overrides.update({k: min(v, 2) if k == "PARITY_FACES" else 1 for k, v in nb07.items()})
     encoder = encoders.ENCODERS.get(nb04.get("ENCODER"))  # offline: its weights ship with a package
     if nb04.get("ENCODER_WEIGHTS") is not None and not (encoder and encoder.offline):
         overrides["ENCODER_WEIGHTS"] = None  # a Keras Applications download: none in CI

@@ -48,8 +48,8 @@ def _declared(cell: nbformat.NotebookNode) -> dict[str, object]:
     return declared
 
 
-def test_there_are_six_ordered_notebooks() -> None:
-    assert [nb.name[:2] for nb in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06"]
+def test_there_are_seven_ordered_notebooks() -> None:
+    assert [nb.name[:2] for nb in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06", "07"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -169,6 +169,20 @@ def test_quick_course_trains_a_model_that_learns(quick_course: dict) -> None:
     # one prediction path: notebook 04's test score is notebook 05's (issue 10)
     m = summary["metrics"]
     assert m["04_training"]["test_miou"] == pytest.approx(m["05_evaluation"]["mean_iou"], abs=1e-9)
+
+
+@pytest.mark.slow
+@pytest.mark.notebook
+def test_quick_course_model_exports_with_parity(quick_course: dict) -> None:
+    """Notebook 07 exported the course's trained model: every file meets its parity bar (issue 16)."""
+    from facesegm_utils import export
+
+    m = json.loads((Path(quick_course["out_dir"]) / "course_summary.json").read_text())["metrics"]
+    nb07 = m["07_export_and_deploy"]
+    for variant in ("onnx", "litert_float32", "litert_float16"):
+        bar = export.PARITY_MIN.get(variant, export.PARITY_DEFAULT_MIN)
+        assert nb07[f"{variant}_argmax_agreement"] >= bar, (variant, nb07)
+    assert nb07["onnx_max_prob_diff"] < 1e-3
 
 
 def figures_not_shown(executed: nbformat.NotebookNode) -> list[str]:

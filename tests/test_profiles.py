@@ -25,6 +25,8 @@ SCALE_KEYS = {
     "COMPARE_LOSSES", "COMPARE_EPOCHS", "COMPARE_STEPS", "SIDE_BY_SIDE_EPOCHS", "SIDE_BY_SIDE_STEPS",
     # evaluation and recolouring demonstrations
     "N_EXAMPLES", "INTERACTIVE", "LIP_COLOR", "HAIR_COLOR", "STRENGTH", "N_FRAMES",
+    # export and deploy (notebook 07): how many faces check parity, how many timing rounds
+    "PARITY_FACES", "LATENCY_ROUNDS",
 }  # fmt: skip
 
 
