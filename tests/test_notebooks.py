@@ -163,7 +163,7 @@ def test_quick_course_trains_a_model_that_learns(quick_course: dict) -> None:
     summary = json.loads((out / "course_summary.json").read_text())
     # The recipe's defaults follow real photos (issue 18: no class weights, Adam 1e-3, bilinear, no
     # warm-up). The quick profile's small U-Net from scratch learns far less with them on synthetic
-    # faces: 0.254 test mIoU measured (best of 25 epochs; 0.728 with the old class-weighted recipe),
+    # faces: 0.254 test mIoU measured (36 epochs, best at 25; 0.728 with the old class-weighted recipe),
     # the sided parts not at all. The bound says the pipeline learns (an untrained net scores < 0.05).
     assert summary["metrics"]["04_training"]["test_miou"] >= 0.20
     # one prediction path: notebook 04's test score is notebook 05's (issue 10)
