@@ -206,7 +206,8 @@ def test_trained_model_parses_a_face_in_a_frame_as_well_as_the_crop(quick_course
         frame_cm.update(truth, aligned.predict_labels(frame))
         whole_cm.update(truth, whole.predict_labels(frame))
     assert frame_cm.mean_iou() >= 0.8 * crop_cm.mean_iou()  # bench_wild: 0.93x over 13 faces
-    assert frame_cm.mean_iou() > whole_cm.mean_iou() + 0.2
+    # without alignment the same frames parse far worse (bench_wild: 0.19x the crops), whatever the model's level
+    assert whole_cm.mean_iou() < 0.6 * frame_cm.mean_iou()
 
 
 def test_a_video_without_a_face_gets_one_notice(capsys: pytest.CaptureFixture[str]) -> None:
