@@ -87,17 +87,22 @@ def iter_predictions(
     """Stream ``(id, truth, prediction)`` over a split: the arg-max of
     :func:`facesegm_utils.prediction.predict_proba` at the image's own size (the label's size).
 
-    Images are read a batch ahead on a thread pool; nothing is kept, so memory stays flat.
+    Images are read a batch ahead on a thread pool; nothing is kept, so memory stays flat. A short
+    last batch is padded with copies of its last image, so that the model runs at one batch shape:
+    another shape retraces its graph (about a second), and TensorFlow warns when several models
+    evaluated in one process retrace often (the comparisons of notebook 04).
     """
-    if int(batch_size) < 1:
+    batch_size = int(batch_size)
+    if batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
     items = split_items(prep_dir, split)
     if limit is not None:
         items = items[: int(limit)]
     net = prediction.load(model)
-    for batch in _batches(items, int(batch_size)):
+    for batch in _batches(items, batch_size):
         ids, images, labels = zip(*batch, strict=True)
-        preds = prediction.predict_labels(net, images, tta=tta)
+        pad = batch_size - len(images) if len(items) > batch_size else 0
+        preds = prediction.predict_labels(net, [*images, *[images[-1]] * pad], tta=tta)[: len(images)]
         for key, lb, pred in zip(ids, labels, preds, strict=True):
             if pred.shape != lb.shape:  # a label map stored at another size than its image
                 pred = cv2.resize(pred, lb.shape[::-1], interpolation=cv2.INTER_NEAREST)

@@ -56,3 +56,23 @@ def test_early_stopping_never_cuts_a_profile_run_short(tmp_path: Path) -> None:
         tmp_path, patience=5, schedule="plateau", lr=1e-3, resuming=False, initial_best=-np.inf
     )
     assert [cb.patience for cb in cbs if isinstance(cb, keras.callbacks.EarlyStopping)] == [5]
+
+
+def test_compile_builds_the_optimizer_so_fit_creates_no_variable() -> None:
+    """A variable created inside fit's first trace (Adam's slots, outside a distribution strategy)
+    makes tf.function trace the train step twice; compile_model creates them beforehand."""
+    import tensorflow as tf
+
+    net = build_unet(image_size=32, base_filters=4, depth=2)
+    callbacks.compile_model(net, SparseCrossEntropy(), 1e-3, 19)
+    assert net.optimizer.built and len(net.optimizer.variables) > 2 * len(net.trainable_variables)
+    created = []
+
+    def record(next_creator, **kwargs):
+        created.append(kwargs.get("name"))
+        return next_creator(**kwargs)
+
+    x, y = np.zeros((2, 32, 32, 3), np.float32), np.zeros((2, 32, 32), np.int32)
+    with tf.variable_creator_scope(record):
+        net.fit(x, y, epochs=1, verbose=0)
+    assert created == []

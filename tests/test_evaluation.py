@@ -186,3 +186,23 @@ def test_evaluate_model_streams_and_resizes(tmp_path: Path) -> None:
     assert rep["source"]["input_size"] == [4, 4]
     with pytest.raises(FileNotFoundError, match="model not found"):
         evaluate_model(tmp_path / "missing.keras", prep)
+
+
+@pytest.mark.slow
+def test_evaluation_runs_the_model_at_one_batch_shape(tmp_path: Path) -> None:
+    """5 images in batches of 2: the short last batch is padded, so the model sees one shape (no retrace),
+    and every image is still scored once: the confusion matrix counts 5 images' pixels."""
+    from facesegm_utils.evaluation import iter_predictions
+
+    model, shapes = _red_to_class_model(8), []
+    predict = model.predict_on_batch
+    model.predict_on_batch = lambda x: (shapes.append(x.shape), predict(x))[1]
+    truth = random_labels(5, (8, 8), seed=4)
+    rows = list(iter_predictions(model, make_prepared(tmp_path / "prep", truth), batch_size=2))
+    assert [r[0] for r in rows] == ["0", "1", "2", "3", "4"]
+    assert all(np.array_equal(pred, t) for (_, _, pred), t in zip(rows, truth, strict=True))
+    assert shapes == [(2, 8, 8, 3)] * 3
+    # a split smaller than one batch runs as it is: nothing to keep a shape for
+    shapes.clear()
+    assert len(list(iter_predictions(model, tmp_path / "prep", batch_size=8))) == 5
+    assert shapes == [(5, 8, 8, 3)]

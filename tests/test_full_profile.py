@@ -3,7 +3,7 @@
 ``facesegm course --profile full`` runs every notebook with the full profile's parameters (512²
 training, its encoder, evaluation at full size) on faces written like CelebAMask-HQ: 1024² JPEGs
 and 512² part masks. Only what must shrink to fit a few CPU minutes is overridden with ``--set``:
-the epochs and steps of training, the loss comparison cut to one short run, and the encoder's
+the epochs and steps of training, the batch, the loss comparison cut to one short run, and the encoder's
 pretrained weights only when they would need a download (an encoder whose weights install with the
 package keeps them). One training step at 512² takes tens of seconds on a 2-core CPU.
 """
@@ -29,6 +29,8 @@ def fitting_overrides(profile: dict) -> dict[str, object]:
     # every training run of notebook 04 (main, loss comparison, side by side): 1 epoch of 1 step
     overrides: dict[str, object] = {k: 1 for k in nb04 if k.split("_")[-1] in ("EPOCHS", "STEPS")}
     overrides["COMPARE_LOSSES"] = nb04["COMPARE_LOSSES"][-1:]  # one short run instead of one per loss
+    overrides["BATCH_SIZE"] = 2  # one step at 512² trains on 2 faces, not 8
+    overrides["N_FRAMES"] = 12  # notebook 06: the video comparison on 12 frames at 1024², not 48
     # notebook 07: the parity check and the timing on a couple of faces and one round
     nb07 = profile["notebooks"].get("07_export_and_deploy", {})
     overrides.update({k: min(v, 2) if k == "PARITY_FACES" else 1 for k, v in nb07.items()})

@@ -114,6 +114,18 @@ def test_one_literal_parameters_cell_declares_every_profile_parameter(path: Path
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_papermill_reads_every_parameter_quietly(path: Path, caplog) -> None:
+    """Papermill infers each declared parameter (an '=' in a comment makes it skip the line and warn)."""
+    from papermill.translators import PythonTranslator
+
+    nb = nbformat.read(path, as_version=4)
+    with caplog.at_level("WARNING", logger="papermill"):
+        inferred = PythonTranslator.inspect(_parameters_cell(nb))
+    assert [p.name for p in inferred] == list(_declared(_parameters_cell(nb)))
+    assert not caplog.records, [r.getMessage() for r in caplog.records]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_versions_and_gpu_reported_first(path: Path) -> None:
     nb = nbformat.read(path, as_version=4)
     sources = [c.source for c in _code_cells(nb)]
