@@ -3,9 +3,9 @@
 ``facesegm course --profile full`` runs every notebook with the full profile's parameters (512²
 training, its encoder, evaluation at full size) on faces written like CelebAMask-HQ: 1024² JPEGs
 and 512² part masks. Only what must shrink to fit a few CPU minutes is overridden with ``--set``:
-the epochs, steps and batch of training, the loss comparison cut to one short run, the scratch vs
-pretrained demonstration skipped, the video's frames, and the encoder's pretrained weights only
-when they would need a download (an encoder whose weights install with the package keeps them).
+the epochs, steps and batch of training, the loss comparison cut to one short run, the video's
+frames, and the encoder's pretrained weights only when they would need a download (an encoder
+whose weights install with the package keeps them).
 """
 
 from __future__ import annotations
@@ -30,9 +30,6 @@ def fitting_overrides(profile: dict) -> dict[str, object]:
     overrides: dict[str, object] = {k: 1 for k in nb04 if k.split("_")[-1] in ("EPOCHS", "STEPS")}
     overrides["COMPARE_LOSSES"] = nb04["COMPARE_LOSSES"][-1:]  # one short run instead of one per loss
     overrides["BATCH_SIZE"] = 2  # one step at 512² trains on 2 faces, not 8
-    # scratch vs pretrained (0 skips it): its cell runs in every quick course; here it would train a
-    # base-32 U-Net from scratch at 512², 40 s of this CPU for no code path the quick course lacks
-    overrides["SIDE_BY_SIDE_EPOCHS"] = 0
     overrides["N_FRAMES"] = 12  # notebook 06: the video comparison on 12 frames at 1024², not 48
     # notebook 07: the parity check and the timing on a couple of faces and one round
     nb07 = profile["notebooks"].get("07_export_and_deploy", {})
